@@ -1,0 +1,171 @@
+/**
+ * Backup files that are either complete or absent: bytes go to
+ * `<name>.tmp` (created exclusively), which is fsynced and then given its
+ * final name without ever replacing a file that already has it.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { join } from "node:path";
+
+/** Writes are coalesced into chunks of this size: fewer, larger syscalls. */
+const WRITE_CHUNK = 4 * 1024 * 1024;
+
+/** What a finished file holds, as recorded in the manifest. */
+export interface FileFacts {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** One backup file on its way from `.tmp` to its final name. */
+export class AtomicFile {
+  readonly name: string;
+  readonly path: string;
+  readonly tmpPath: string;
+  #file: Deno.FsFile | null;
+  #buffer = new Uint8Array(WRITE_CHUNK);
+  #buffered = 0;
+  #bytes = 0;
+  #hash: Hash = createHash("sha256");
+  #committed = false;
+
+  private constructor(dir: string, name: string, file: Deno.FsFile) {
+    this.name = name;
+    this.path = join(dir, name);
+    this.tmpPath = `${this.path}.tmp`;
+    this.#file = file;
+  }
+
+  /**
+   * Creates `<dir>/<name>.tmp`; fails with `Deno.errors.AlreadyExists` when
+   * that `.tmp` or the final file is already there, so two writers never
+   * share a file.
+   */
+  static async create(dir: string, name: string): Promise<AtomicFile> {
+    const path = join(dir, name);
+    if (await exists(path)) {
+      throw new Deno.errors.AlreadyExists(`${name} already exists`);
+    }
+    const file = await Deno.open(`${path}.tmp`, {
+      write: true,
+      createNew: true,
+      mode: 0o640,
+    });
+    return new AtomicFile(dir, name, file);
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Appends bytes; they reach the disk in large chunks. */
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#hash.update(chunk);
+    this.#bytes += chunk.length;
+    if (this.#buffered + chunk.length > WRITE_CHUNK) await this.#flush();
+    if (chunk.length >= WRITE_CHUNK) {
+      await writeAll(this.#open(), chunk);
+    } else {
+      this.#buffer.set(chunk, this.#buffered);
+      this.#buffered += chunk.length;
+    }
+  }
+
+  /** A stream sink for `pipeTo`; `commit` or `discard` still decide the end. */
+  writable(): WritableStream<Uint8Array> {
+    return new WritableStream({ write: (chunk) => this.write(chunk) });
+  }
+
+  /**
+   * Flushes, fsyncs and renames to the final name. A hard link is the
+   * rename that refuses to replace an existing file; where the filesystem
+   * has no hard links, a checked rename is the fallback.
+   */
+  async commit(): Promise<FileFacts> {
+    await this.#flush();
+    const file = this.#open();
+    await file.sync();
+    file.close();
+    this.#file = null;
+    let linked = false;
+    try {
+      await Deno.link(this.tmpPath, this.path);
+      linked = true;
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) throw error;
+    }
+    if (linked) {
+      this.#committed = true;
+      await Deno.remove(this.tmpPath);
+    } else {
+      if (await exists(this.path)) {
+        throw new Deno.errors.AlreadyExists(`${this.name} already exists`);
+      }
+      await Deno.rename(this.tmpPath, this.path);
+      this.#committed = true;
+    }
+    return { name: this.name, bytes: this.#bytes, sha256: this.#hash.digest("hex") };
+  }
+
+  /** Removes whatever this file left: the `.tmp`, or the final file if committed. */
+  async discard(): Promise<void> {
+    if (this.#file) {
+      this.#file.close();
+      this.#file = null;
+    }
+    await removeIfPresent(this.tmpPath);
+    if (this.#committed) await removeIfPresent(this.path);
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#buffered === 0) return;
+    await writeAll(this.#open(), this.#buffer.subarray(0, this.#buffered));
+    this.#buffered = 0;
+  }
+
+  #open(): Deno.FsFile {
+    if (!this.#file) throw new Error(`${this.name} is already closed`);
+    return this.#file;
+  }
+}
+
+/** A write may take fewer bytes than offered; this keeps writing until all are taken. */
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await file.write(bytes.subarray(offset));
+  }
+}
+
+/** Makes renames inside `dir` durable: they live in the directory's own data. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await Deno.open(dir, { read: true });
+  try {
+    await handle.sync();
+  } finally {
+    handle.close();
+  }
+}
+
+/** Whether anything (file, folder or dangling link) has this path. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Removes a file, and is content when it is already gone. */
+export async function removeIfPresent(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}

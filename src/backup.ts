@@ -1,0 +1,496 @@
+/**
+ * The backup engine, the one module both doors (HTTP and CLI) call.
+ *
+ * One run: take the advisory lock of the database, open a REPEATABLE READ
+ * transaction, lock the truncate tables against writers before the snapshot
+ * is taken, export that snapshot, stream each table into an atomic file, make
+ * the set durable (files, manifest, folder), and only then truncate and
+ * commit. Any failure before the commit rolls back and removes the set.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { AtomicFile, exists, type FileFacts, syncDirectory } from "./atomic_file.ts";
+import { appendBackupLog } from "./backup_log.ts";
+import { CsvRecordCounter, csvStringifyStream } from "./csv.ts";
+import {
+  connect,
+  copyOut,
+  cursorOut,
+  type DatabaseTarget,
+  type TransactionSql,
+} from "./database.ts";
+import { BackupError, classifyError } from "./errors.ts";
+import { fileTimestamp, formatFileSize, isoTimestamp, seconds } from "./format.ts";
+import type { Logger } from "./log.ts";
+import {
+  type ColumnInfo,
+  encodeManifest,
+  type Manifest,
+  manifestName,
+  type ManifestTable,
+} from "./manifest.ts";
+
+/** How rows leave the database: PostgreSQL's COPY, or a cursor for poolers that block COPY. */
+export type Engine = "copy" | "cursor";
+
+/** Progress of one table, reported every `progressInterval` rows and at its end. */
+export interface TableProgress {
+  table: string;
+  rows: number;
+  bytes: number;
+  /** `pg_class.reltuples`, or null when the table was never analyzed. */
+  estimatedRows: number | null;
+  elapsed: number;
+  rowsPerSecond: number;
+  done: boolean;
+}
+
+/** Everything one backup run needs; the doors build it from a request. */
+export interface BackupOptions {
+  target: DatabaseTarget;
+  /** The absolute backup folder; it exists. */
+  directory: string;
+  tables: readonly string[];
+  truncateTables: readonly string[];
+  backup: boolean;
+  truncate: boolean;
+  engine: Engine;
+  batchSize: number;
+  progressInterval: number;
+  timestampFormat: string;
+  gzip: boolean;
+  taskId?: string;
+  logger: Logger;
+  onProgress?: (progress: TableProgress) => void;
+}
+
+/** One table's entry in `tables_backed_up`. */
+export interface TableResult {
+  success: true;
+  row_count: number;
+  file_size: string;
+  backup_file: string;
+  bytes: number;
+  sha256: string;
+  duration: number;
+}
+
+/** One table's entry in `truncate_results`. */
+export interface TruncateResult {
+  success: true;
+  rows_before: number;
+  rows_after: number;
+  duration: number;
+}
+
+/** The CONTRACT's result object, plus the manifest and engine. */
+export interface BackupResult {
+  backup_performed: boolean;
+  truncate_performed: boolean;
+  backup_directory: string;
+  tables_backed_up: Record<string, TableResult>;
+  truncate_results: Record<string, TruncateResult>;
+  errors: string[];
+  duration: number;
+  timestamp: string;
+  engine: Engine;
+  manifest_file: string | null;
+}
+
+/** Session-level advisory lock: one backup per database, across processes. */
+const LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pgvector-backup', 0)) AS acquired";
+
+/** How many later seconds to try when a set name is already taken. */
+const STAMP_ATTEMPTS = 120;
+
+/**
+ * Runs one backup (and truncate, when asked) and returns the CONTRACT's
+ * result. Throws `BackupError` when the set could not be made; then no file
+ * of the set is left and nothing was truncated.
+ */
+export async function runBackup(options: BackupOptions): Promise<BackupResult> {
+  const started = performance.now();
+  const startedAt = new Date();
+  const backup = options.backup || options.truncate;
+  const result: BackupResult = {
+    backup_performed: false,
+    truncate_performed: false,
+    backup_directory: options.directory,
+    tables_backed_up: {},
+    truncate_results: {},
+    errors: [],
+    duration: 0,
+    timestamp: isoTimestamp(startedAt),
+    engine: options.engine,
+    manifest_file: null,
+  };
+  if (!backup) {
+    result.duration = seconds(started);
+    return result;
+  }
+  for (const table of options.truncateTables) {
+    if (!options.tables.includes(table)) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        `Table ${table} is in the truncate list but not in the backup list; a table is only truncated after it is backed up.`,
+      );
+    }
+  }
+
+  let failure: BackupError | undefined;
+  try {
+    await backUpSet(options, result, startedAt);
+    result.backup_performed = true;
+  } catch (error) {
+    failure = classifyError(error, "backing up the vector tables");
+  }
+  result.duration = seconds(started);
+
+  try {
+    await appendBackupLog(options.directory, {
+      taskId: options.taskId,
+      result: failure ? undefined : result,
+      error: failure && { type: failure.type, message: failure.message },
+      timestamp: result.timestamp,
+      duration: result.duration,
+    });
+  } catch (error) {
+    const message = `could not append to the backup log: ${(error as Error).message}`;
+    options.logger.warn(message);
+    if (!failure) result.errors.push(message);
+  }
+
+  if (failure) {
+    options.logger.error("backup failed", {
+      task_id: options.taskId ?? null,
+      error_type: failure.type,
+      error: failure.message,
+    });
+    throw failure;
+  }
+  options.logger.info("backup finished", {
+    task_id: options.taskId ?? null,
+    duration: result.duration,
+    truncated: result.truncate_performed,
+  });
+  return result;
+}
+
+async function backUpSet(
+  options: BackupOptions,
+  result: BackupResult,
+  startedAt: Date,
+): Promise<void> {
+  const sql = connect(options.target);
+  const files: AtomicFile[] = [];
+  try {
+    const [{ acquired }] = await sql.unsafe(LOCK_SQL);
+    if (!acquired) {
+      throw new BackupError(
+        "BACKUP_IN_PROGRESS",
+        "Another backup of this database is running; wait for it to finish and retry.",
+        true,
+      );
+    }
+    const [versions] = await sql`
+      SELECT current_database() AS name,
+             current_setting('server_version') AS postgres,
+             (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector`;
+    const mode = options.truncate
+      ? "ISOLATION LEVEL REPEATABLE READ"
+      : "ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    await sql.begin(mode, async (tx) => {
+      // Writers are blocked before the snapshot exists, so every row
+      // committed before the lock is in the snapshot and none can follow.
+      if (options.truncate) {
+        for (const table of options.truncateTables) {
+          await tx`LOCK TABLE ${tx(table)} IN SHARE ROW EXCLUSIVE MODE`;
+        }
+      }
+      const [snapshot] = await tx`
+        SELECT pg_export_snapshot() AS id, now() AS taken_at`;
+      const catalog = [];
+      for (const table of options.tables) {
+        catalog.push(await describeTable(tx, table));
+      }
+
+      const { stamp, manifestFile } = await reserveStamp(options, startedAt);
+      files.push(manifestFile);
+      const entries: ManifestTable[] = [];
+      for (const { table, columns, estimatedRows } of catalog) {
+        const name = `${table}_${stamp}.csv${options.gzip ? ".gz" : ""}`;
+        const file = await AtomicFile.create(options.directory, name);
+        files.push(file);
+        const tableStarted = performance.now();
+        const rows = await exportTable(options, snapshot.id, table, columns, estimatedRows, file);
+        const facts = await file.commit();
+        entries.push(tableEntry(table, columns, rows, facts));
+        result.tables_backed_up[table] = {
+          success: true,
+          row_count: rows,
+          file_size: formatFileSize(facts.bytes),
+          backup_file: facts.name,
+          bytes: facts.bytes,
+          sha256: facts.sha256,
+          duration: seconds(tableStarted),
+        };
+        options.logger.info("table backed up", {
+          task_id: options.taskId ?? null,
+          table,
+          rows,
+          bytes: facts.bytes,
+          file: facts.name,
+        });
+      }
+
+      const manifest: Manifest = {
+        format: "pgvector-backup/1",
+        timestamp: stamp,
+        created_at: isoTimestamp(startedAt),
+        snapshot_time: isoTimestamp(snapshot.taken_at),
+        engine: options.engine,
+        gzip: options.gzip,
+        task_id: options.taskId ?? null,
+        database: {
+          name: versions.name,
+          postgres_version: versions.postgres,
+          pgvector_version: versions.pgvector,
+        },
+        tables: entries,
+        truncated: options.truncate ? [...options.truncateTables] : [],
+      };
+      await manifestFile.write(encodeManifest(manifest));
+      await manifestFile.commit();
+      await syncDirectory(options.directory);
+      result.manifest_file = manifestFile.name;
+
+      // The set is durable; only now may rows leave the tables.
+      if (options.truncate) {
+        for (const table of options.truncateTables) {
+          result.truncate_results[table] = await truncateTable(
+            tx,
+            table,
+            result.tables_backed_up[table].row_count,
+          );
+        }
+        result.truncate_performed = true;
+      }
+    });
+  } catch (error) {
+    for (const file of files) await file.discard();
+    result.tables_backed_up = {};
+    result.truncate_results = {};
+    result.truncate_performed = false;
+    result.manifest_file = null;
+    throw error;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+interface TableCatalog {
+  table: string;
+  columns: ColumnInfo[];
+  estimatedRows: number | null;
+}
+
+/** Reads a table's columns from the catalog: never a hard-coded list. */
+async function describeTable(tx: TransactionSql, table: string): Promise<TableCatalog> {
+  const [relation] = await tx`
+    SELECT c.oid::int8 AS oid, c.reltuples::float8 AS reltuples
+    FROM pg_class c WHERE c.oid = to_regclass(${table})`;
+  if (!relation) {
+    throw new BackupError(
+      "DATABASE_ERROR",
+      `Table ${table} does not exist in this database; check the connection and the table list.`,
+      false,
+    );
+  }
+  const columns = await tx<ColumnInfo[]>`
+    SELECT attname AS name, format_type(atttypid, atttypmod) AS type
+    FROM pg_attribute
+    WHERE attrelid = ${relation.oid} AND attnum > 0 AND NOT attisdropped
+    ORDER BY attnum`;
+  const estimate = Number(relation.reltuples);
+  return {
+    table,
+    columns: columns.map(({ name, type }) => ({ name, type })),
+    estimatedRows: estimate >= 0 ? Math.round(estimate) : null,
+  };
+}
+
+/**
+ * Finds the first stamp from `startedAt` on whose names are all free, and
+ * claims it by creating the manifest's `.tmp`. The claim is released only by
+ * committing the manifest, after the CSV files exist, so a second run that
+ * claims the same stamp afterwards always sees them and moves on.
+ */
+async function reserveStamp(
+  options: BackupOptions,
+  startedAt: Date,
+): Promise<{ stamp: string; manifestFile: AtomicFile }> {
+  for (let i = 0; i < STAMP_ATTEMPTS; i++) {
+    const stamp = fileTimestamp(new Date(startedAt.getTime() + i * 1000), options.timestampFormat);
+    let manifestFile: AtomicFile;
+    try {
+      manifestFile = await AtomicFile.create(options.directory, manifestName(stamp));
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) continue;
+      throw error;
+    }
+    let taken = false;
+    for (const table of options.tables) {
+      const base = join(options.directory, `${table}_${stamp}.csv`);
+      if (await exists(base) || await exists(`${base}.gz`)) taken = true;
+    }
+    if (!taken) return { stamp, manifestFile };
+    await manifestFile.discard();
+  }
+  throw new BackupError(
+    "STORAGE_ERROR",
+    `No free backup file name in the ${STAMP_ATTEMPTS} seconds after ${isoTimestamp(startedAt)}; clean up the backup folder.`,
+  );
+}
+
+/** Streams one table into its file and returns the number of rows written. */
+async function exportTable(
+  options: BackupOptions,
+  snapshotId: string,
+  table: string,
+  columns: ColumnInfo[],
+  estimatedRows: number | null,
+  file: AtomicFile,
+): Promise<number> {
+  const meter = new ProgressMeter(options, table, estimatedRows);
+  let csv: ReadableStream<Uint8Array>;
+  let finished: () => void;
+  if (options.engine === "copy") {
+    const records = new CsvRecordCounter();
+    let lastByte = -1;
+    csv = copyOut(options.target, snapshotId, table).pipeThrough(
+      new TransformStream({
+        transform(chunk, controller) {
+          records.push(chunk);
+          if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
+          meter.update(Math.max(0, records.records - 1), chunk.length);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    // A stream cut short mid-row must never pass for a complete export.
+    finished = () => {
+      if (records.records === 0 || lastByte !== 0x0a) {
+        throw new BackupError(
+          "SERVICE_UNAVAILABLE",
+          `The export of ${table} ended in the middle of a row; the connection was lost. Retry the backup.`,
+          true,
+        );
+      }
+    };
+  } else {
+    let rows = 0;
+    const names = columns.map((column) => column.name);
+    csv = cursorOut(options.target, snapshotId, table, names, options.batchSize)
+      .pipeThrough(csvStringifyStream(names, (n) => rows += n))
+      .pipeThrough(
+        new TransformStream({
+          transform(chunk, controller) {
+            meter.update(rows, chunk.length);
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+    finished = () => {};
+  }
+  const bytes = options.gzip ? csv.pipeThrough(gzipStream()) : csv;
+  await bytes.pipeTo(file.writable());
+  finished();
+  meter.finish();
+  return meter.rows;
+}
+
+/** `CompressionStream` typed for the bytes it really takes and gives. */
+function gzipStream(): TransformStream<Uint8Array, Uint8Array> {
+  return new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+}
+
+/** Counts a table's rows and bytes and reports them every `progressInterval` rows. */
+class ProgressMeter {
+  rows = 0;
+  #bytes = 0;
+  #nextReport: number;
+  readonly #started = performance.now();
+
+  constructor(
+    private readonly options: BackupOptions,
+    private readonly table: string,
+    private readonly estimatedRows: number | null,
+  ) {
+    this.#nextReport = options.progressInterval;
+  }
+
+  update(rows: number, bytes: number): void {
+    this.rows = rows;
+    this.#bytes += bytes;
+    if (rows >= this.#nextReport) {
+      while (this.#nextReport <= rows) this.#nextReport += this.options.progressInterval;
+      this.#report(false);
+    }
+  }
+
+  finish(): void {
+    this.#report(true);
+  }
+
+  #report(done: boolean): void {
+    const elapsed = seconds(this.#started);
+    const progress: TableProgress = {
+      table: this.table,
+      rows: this.rows,
+      bytes: this.#bytes,
+      estimatedRows: this.estimatedRows,
+      elapsed,
+      rowsPerSecond: elapsed > 0 ? Math.round(this.rows / elapsed) : this.rows,
+      done,
+    };
+    if (!done) {
+      this.options.logger.info("progress", {
+        task_id: this.options.taskId ?? null,
+        table: this.table,
+        rows: this.rows,
+        mb: Math.round(this.#bytes / 1048576 * 10) / 10,
+        rows_per_s: progress.rowsPerSecond,
+      });
+    }
+    this.options.onProgress?.(progress);
+  }
+}
+
+function tableEntry(
+  table: string,
+  columns: ColumnInfo[],
+  rows: number,
+  facts: FileFacts,
+): ManifestTable {
+  return { table, file: facts.name, columns, row_count: rows, bytes: facts.bytes, sha256: facts.sha256 };
+}
+
+/** Empties one table inside the backup's transaction; it commits with it. */
+async function truncateTable(
+  tx: TransactionSql,
+  table: string,
+  rowsBefore: number,
+): Promise<TruncateResult> {
+  const started = performance.now();
+  await tx`TRUNCATE ${tx(table)}`;
+  const [{ count }] = await tx`SELECT count(*)::int8 AS count FROM ${tx(table)}`;
+  return {
+    success: true,
+    rows_before: rowsBefore,
+    rows_after: Number(count),
+    duration: seconds(started),
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * A backup request as both doors receive it: strict validation of the
+ * CONTRACT's four fields, the choice of database and folder, then the run.
+ * The HTTP body and the CLI flags become the same `BackupRequest`, so the
+ * two doors cannot drift apart.
+ *
+ * @module
+ */
+
+import { join, relative, resolve, sep } from "node:path";
+import { type BackupResult, runBackup, type TableProgress } from "./backup.ts";
+import type { Config } from "./config.ts";
+import { BackupError } from "./errors.ts";
+import { type Logger, registerSecret } from "./log.ts";
+
+/** The CONTRACT's request, validated. */
+export interface BackupRequest {
+  taskId: string | undefined;
+  dbConnection: string | undefined;
+  truncate: boolean;
+  backup: boolean;
+}
+
+const FIELDS = ["task_id", "db_connection", "truncate_vector_tables", "backup_vector_tables"];
+const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
+/** Connection-string options that are passed on; anything else is refused. */
+const URL_OPTIONS = new Set(["sslmode", "application_name", "target_session_attrs"]);
+
+function invalid(message: string): never {
+  throw new BackupError("INVALID_PARAMS", message);
+}
+
+/**
+ * Checks a parsed JSON body. `null` or `{}` mean all defaults; anything
+ * else that is not exactly the CONTRACT's fields with their types is refused
+ * with a sentence naming the field.
+ */
+export function parseBackupRequest(body: unknown): BackupRequest {
+  if (body === null || body === undefined) body = {};
+  if (typeof body !== "object" || Array.isArray(body)) {
+    invalid("The request body must be a JSON object, such as {} or {\"task_id\": \"task_1\"}.");
+  }
+  const fields = body as Record<string, unknown>;
+  for (const name of Object.keys(fields)) {
+    if (!FIELDS.includes(name)) {
+      invalid(`Unknown field ${JSON.stringify(name.slice(0, 64))}; allowed fields: ${FIELDS.join(", ")}.`);
+    }
+  }
+  const { task_id, db_connection, truncate_vector_tables, backup_vector_tables } = fields;
+  if (task_id !== undefined && task_id !== null) {
+    if (typeof task_id !== "string") invalid("task_id must be a string.");
+    if (!TASK_ID.test(task_id)) {
+      invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
+    }
+  }
+  if (db_connection !== undefined && db_connection !== null) {
+    if (typeof db_connection !== "string") invalid("db_connection must be a string.");
+    checkDatabaseUrl(db_connection, "db_connection");
+  }
+  for (const [name, value] of [
+    ["truncate_vector_tables", truncate_vector_tables],
+    ["backup_vector_tables", backup_vector_tables],
+  ] as const) {
+    if (value !== undefined && typeof value !== "boolean") invalid(`${name} must be true or false.`);
+  }
+  return {
+    taskId: (task_id ?? undefined) as string | undefined,
+    dbConnection: (db_connection ?? undefined) as string | undefined,
+    truncate: truncate_vector_tables === true,
+    backup: backup_vector_tables !== false,
+  };
+}
+
+/**
+ * Checks a `postgresql://user:pass@host:port/db` string and remembers its
+ * password so that logs and answers never show it.
+ */
+export function checkDatabaseUrl(text: string, name: string): string {
+  if (text.length > 2048) invalid(`${name} is longer than 2048 characters.`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    invalid(`${name} is not a connection string like postgresql://user:password@host:5432/dbname.`);
+  }
+  registerSecret(url.password);
+  if (url.protocol !== "postgresql:" && url.protocol !== "postgres:") {
+    invalid(`${name} must start with postgresql:// or postgres://.`);
+  }
+  if (!url.hostname) invalid(`${name} must name a host, as in postgresql://user:password@host:5432/dbname.`);
+  if (!/^[A-Za-z0-9._%-]+$/.test(url.hostname)) invalid(`${name} has an invalid host name.`);
+  for (const key of url.searchParams.keys()) {
+    if (!URL_OPTIONS.has(key)) {
+      invalid(`${name} has the unsupported option ${JSON.stringify(key.slice(0, 64))}; supported: ${[...URL_OPTIONS].join(", ")}.`);
+    }
+  }
+  return text;
+}
+
+/**
+ * The folder a backup goes to: `<dataDir>/<taskId>/<folder>` (the task folder
+ * must exist) or `<dataDir>/<folder>`, created when missing. Refuses any
+ * folder whose real path, links followed, is outside the data folder.
+ */
+export async function resolveBackupFolder(
+  dataDir: string,
+  taskId: string | undefined,
+  folderName: string,
+): Promise<string> {
+  let base: string;
+  try {
+    await Deno.mkdir(dataDir, { recursive: true });
+    base = await Deno.realPath(dataDir);
+  } catch (error) {
+    throw new BackupError("STORAGE_ERROR", `Cannot use the data folder ${dataDir}: ${(error as Error).message}.`);
+  }
+  let parent = base;
+  if (taskId !== undefined) {
+    let info: Deno.FileInfo | undefined;
+    try {
+      info = await Deno.stat(join(base, taskId));
+    } catch {
+      info = undefined;
+    }
+    if (!info?.isDirectory) {
+      throw new BackupError("RESOURCE_NOT_FOUND", `The task folder does not exist: ${taskId}.`);
+    }
+    parent = join(base, taskId);
+  }
+  const folder = join(parent, folderName);
+  try {
+    await Deno.mkdir(folder, { recursive: true });
+    const real = await Deno.realPath(folder);
+    if (!isInside(base, real)) {
+      throw new BackupError(
+        "FORBIDDEN",
+        `The backup folder of ${taskId ?? "the data folder"} leads outside the data folder through a link; refusing to write there.`,
+      );
+    }
+    return real;
+  } catch (error) {
+    if (error instanceof BackupError) throw error;
+    throw new BackupError("STORAGE_ERROR", `Cannot create the backup folder ${folder}: ${(error as Error).message}.`);
+  }
+}
+
+function isInside(base: string, path: string): boolean {
+  const rel = relative(base, path);
+  return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) && resolve(base, rel) === path;
+}
+
+/** What a door may pass along: where logs go and who hears progress. */
+export interface RunHooks {
+  logger: Logger;
+  onProgress?: (progress: TableProgress) => void;
+}
+
+/**
+ * The database of a request: its own `db_connection`, else the configured
+ * one, else `DATABASE_URL`, else undefined for libpq's `PG*` variables.
+ */
+export function databaseUrl(request: BackupRequest, config: Config): string | undefined {
+  if (request.dbConnection !== undefined) return request.dbConnection;
+  if (config.database !== undefined) return checkDatabaseUrl(config.database, "The configured database");
+  const fromEnv = Deno.env.get("DATABASE_URL");
+  if (fromEnv) return checkDatabaseUrl(fromEnv, "DATABASE_URL");
+  registerSecret(Deno.env.get("PGPASSWORD"));
+  return undefined;
+}
+
+/** Runs a validated request with the settings: the single path of both doors. */
+export async function executeBackup(
+  request: BackupRequest,
+  config: Config,
+  hooks: RunHooks,
+): Promise<BackupResult> {
+  if (request.dbConnection !== undefined && !config.allowRequestDbConnection) {
+    throw new BackupError(
+      "FORBIDDEN",
+      "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
+    );
+  }
+  const url = databaseUrl(request, config);
+  const directory = await resolveBackupFolder(config.dataDir, request.taskId, config.folderName);
+  return await runBackup({
+    target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
+    directory,
+    tables: config.tables,
+    truncateTables: config.truncateTables,
+    backup: request.backup,
+    truncate: request.truncate,
+    engine: config.engine,
+    batchSize: config.batchSize,
+    progressInterval: config.progressInterval,
+    timestampFormat: config.timestampFormat,
+    gzip: config.gzip,
+    taskId: request.taskId,
+    logger: hooks.logger,
+    onProgress: hooks.onProgress,
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * What the tests share: a fresh database per test on the server that
+ * `scripts/postgres.ts` started (or `PGVECTOR_TEST_URL`), PostgreSQL's own
+ * COPY output to compare against, and temp folders.
+ *
+ * @module
+ */
+
+import { connect, type Sql } from "../src/database.ts";
+import { createFixture, type FixtureOptions } from "../scripts/fixture.ts";
+
+/** The server's URL; `deno task test` sets it. */
+export function serverUrl(): string {
+  const url = Deno.env.get("PGVECTOR_TEST_URL");
+  if (!url) {
+    throw new Error("PGVECTOR_TEST_URL is not set: run the tests with `deno task test`.");
+  }
+  return url;
+}
+
+/** A database made for one test, dropped by `drop`. */
+export interface TestDatabase {
+  url: string;
+  sql: Sql;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** Creates an empty database with pgvector; optionally fills it with the fixture. */
+export async function freshDatabase(fixture?: FixtureOptions): Promise<TestDatabase> {
+  const admin = connect({ url: serverUrl(), connectTimeoutSeconds: 10 });
+  const name = `t_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl());
+  url.pathname = `/${name}`;
+  const sql = connect({ url: url.href, connectTimeoutSeconds: 10 });
+  await sql`CREATE EXTENSION vector`;
+  if (fixture) await createFixture(sql, fixture);
+  return {
+    url: url.href,
+    sql,
+    name,
+    async drop() {
+      await sql.end();
+      const admin = connect({ url: serverUrl(), connectTimeoutSeconds: 10 });
+      try {
+        await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+}
+
+/** Runs `psql` with arguments and returns stdout as bytes; fails on a non-zero exit. */
+export async function psql(url: string, ...args: string[]): Promise<Uint8Array> {
+  const output = await new Deno.Command("psql", {
+    args: ["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "-d", url, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(`psql failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return output.stdout;
+}
+
+/** PostgreSQL's own `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)`, via psql. */
+export function copyCsv(url: string, table: string): Promise<Uint8Array> {
+  return psql(
+    url,
+    "-c",
+    "SET synchronize_seqscans = off",
+    "-c",
+    `COPY ${table} TO STDOUT WITH (FORMAT csv, HEADER)`,
+  );
+}
+
+/** A temp folder removed after `fn`, whatever happens. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "pgvb-test-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Reads a whole file, gunzipping a `.gz`. */
+export async function readCsv(path: string): Promise<Uint8Array> {
+  const file = await Deno.open(path);
+  const stream = path.endsWith(".gz")
+    ? file.readable.pipeThrough(new DecompressionStream("gzip"))
+    : file.readable;
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
