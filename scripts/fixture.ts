@@ -23,7 +23,7 @@ export interface FixtureOptions {
 export const COLLECTIONS = ["default", 'quote "and", comma', "中文集合 🚀"];
 
 /** A document over 1 MB: long values must survive every path unchanged. */
-const HUGE_DOCUMENT = "長い文書 long document, with \"quotes\"\n".repeat(40_000);
+const HUGE_DOCUMENT = '長い文書 long document, with "quotes"\n'.repeat(40_000);
 
 /** Text that breaks naive CSV writers and readers; `null` is SQL NULL. */
 export const HOSTILE_TEXT: ReadonlyArray<string | null> = [
@@ -57,7 +57,10 @@ export const HOSTILE_METADATA: ReadonlyArray<string | null> = [
 ];
 
 /** Drops and creates both tables in the given layout, then fills them. */
-export async function createFixture(sql: Sql, options: FixtureOptions): Promise<void> {
+export async function createFixture(
+  sql: Sql,
+  options: FixtureOptions,
+): Promise<void> {
   await sql`DROP TABLE IF EXISTS langchain_pg_embedding, langchain_pg_collection`;
   if (options.layout === "langchain_community") {
     await sql.unsafe(`
@@ -83,7 +86,14 @@ export async function createFixture(sql: Sql, options: FixtureOptions): Promise<
   }
   const hostileRows = Math.min(options.rows, HOSTILE_TEXT.length);
   for (let i = 0; i < hostileRows; i++) {
-    await insertRows(sql, options, i, i + 1, HOSTILE_TEXT[i], HOSTILE_METADATA[i % HOSTILE_METADATA.length]);
+    await insertRows(
+      sql,
+      options,
+      i,
+      i + 1,
+      HOSTILE_TEXT[i],
+      HOSTILE_METADATA[i % HOSTILE_METADATA.length],
+    );
   }
   if (options.rows > hostileRows) {
     await insertRows(sql, options, hostileRows, options.rows, null, null);
@@ -105,7 +115,8 @@ async function insertRows(
   document: string | null,
   metadata: string | null,
 ): Promise<void> {
-  const generated = document === null && metadata === null && from >= HOSTILE_TEXT.length;
+  const generated = document === null && metadata === null &&
+    from >= HOSTILE_TEXT.length;
   const key = options.layout === "langchain_community" ? sql`uuid` : sql`id`;
   const keyValue = options.layout === "langchain_community"
     ? sql`md5('embedding-' || i)::uuid`
@@ -114,7 +125,9 @@ async function insertRows(
   const extraValue = options.layout === "langchain_community"
     ? sql`, CASE WHEN i % 3 = 0 THEN NULL ELSE 'custom-' || i END`
     : sql``;
-  const doc = generated ? sql`'Document ' || i || ': ' || repeat('lorem ipsum, ', i % 7)` : sql`${document}`;
+  const doc = generated
+    ? sql`'Document ' || i || ': ' || repeat('lorem ipsum, ', i % 7)`
+    : sql`${document}`;
   const meta = generated
     ? sql`json_build_object('source', 'file-' || (i % 50) || '.pdf', 'page', i % 300)::text`
     : sql`${metadata}::text`;

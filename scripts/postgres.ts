@@ -31,8 +31,7 @@ export interface Cluster {
 
 // Debian's layout, on Debian 12 and 13 alike.
 const PG_ROOT = "/usr/lib/postgresql";
-const vectorControl = (major: number) =>
-  `/usr/share/postgresql/${major}/extension/vector.control`;
+const vectorControl = (major: number) => `/usr/share/postgresql/${major}/extension/vector.control`;
 
 // Debian 12 does not package pgvector, so on it we build Debian 13's source.
 const PGVECTOR_SOURCES = "deb-src http://deb.debian.org/debian trixie main\n";
@@ -213,9 +212,7 @@ async function findInstall(): Promise<PostgresInstall | undefined> {
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
-  installs.sort((a, b) =>
-    Number(b.hasVector) - Number(a.hasVector) || b.major - a.major
-  );
+  installs.sort((a, b) => Number(b.hasVector) - Number(a.hasVector) || b.major - a.major);
   if (installs.length === 0) return undefined;
   const { binDir, major } = installs[0];
   return { binDir, major };
@@ -332,8 +329,7 @@ function freePort(): number {
 
 /** 24 URL-safe characters, so the password needs no escaping in a URL or in SQL. */
 function randomPassword(): string {
-  const alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   // 64 letters: masking each byte to 6 bits picks them all equally often.
   const bytes = crypto.getRandomValues(new Uint8Array(24));
   return Array.from(bytes, (byte) => alphabet[byte & 63]).join("");
@@ -344,9 +340,7 @@ function isRoot(): boolean {
 }
 
 function asServerUser(command: string, args: string[]): [string, string[]] {
-  return isRoot()
-    ? ["runuser", ["-u", "postgres", "--", command, ...args]]
-    : [command, args];
+  return isRoot() ? ["runuser", ["-u", "postgres", "--", command, ...args]] : [command, args];
 }
 
 /** Runs a command to completion, its output captured; throws with the output's tail when it fails. */

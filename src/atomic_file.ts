@@ -107,7 +107,11 @@ export class AtomicFile {
       await Deno.rename(this.tmpPath, this.path);
       this.#committed = true;
     }
-    return { name: this.name, bytes: this.#bytes, sha256: this.#hash.digest("hex") };
+    return {
+      name: this.name,
+      bytes: this.#bytes,
+      sha256: this.#hash.digest("hex"),
+    };
   }
 
   /** Removes whatever this file left: the `.tmp`, or the final file if committed. */
@@ -133,7 +137,10 @@ export class AtomicFile {
 }
 
 /** A write may take fewer bytes than offered; this keeps writing until all are taken. */
-export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  file: Deno.FsFile,
+  bytes: Uint8Array,
+): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) {
     offset += await file.write(bytes.subarray(offset));

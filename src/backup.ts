@@ -64,6 +64,8 @@ export interface BackupOptions {
   taskId?: string;
   logger: Logger;
   onProgress?: (progress: TableProgress) => void;
+  /** Aborting it stops the run; it then cleans up like any failure. */
+  signal?: AbortSignal;
 }
 
 /** One table's entry in `tables_backed_up`. */
@@ -225,7 +227,14 @@ async function backUpSet(
         const file = await AtomicFile.create(options.directory, name);
         files.push(file);
         const tableStarted = performance.now();
-        const rows = await exportTable(options, snapshot.id, table, columns, estimatedRows, file);
+        const rows = await exportTable(
+          options,
+          snapshot.id,
+          table,
+          columns,
+          estimatedRows,
+          file,
+        );
         const facts = await file.commit();
         entries.push(tableEntry(table, columns, rows, facts));
         result.tables_backed_up[table] = {
@@ -298,7 +307,10 @@ interface TableCatalog {
 }
 
 /** Reads a table's columns from the catalog: never a hard-coded list. */
-async function describeTable(tx: TransactionSql, table: string): Promise<TableCatalog> {
+async function describeTable(
+  tx: TransactionSql,
+  table: string,
+): Promise<TableCatalog> {
   const [relation] = await tx`
     SELECT c.oid::int8 AS oid, c.reltuples::float8 AS reltuples
     FROM pg_class c WHERE c.oid = to_regclass(${table})`;
@@ -333,10 +345,16 @@ async function reserveStamp(
   startedAt: Date,
 ): Promise<{ stamp: string; manifestFile: AtomicFile }> {
   for (let i = 0; i < STAMP_ATTEMPTS; i++) {
-    const stamp = fileTimestamp(new Date(startedAt.getTime() + i * 1000), options.timestampFormat);
+    const stamp = fileTimestamp(
+      new Date(startedAt.getTime() + i * 1000),
+      options.timestampFormat,
+    );
     let manifestFile: AtomicFile;
     try {
-      manifestFile = await AtomicFile.create(options.directory, manifestName(stamp));
+      manifestFile = await AtomicFile.create(
+        options.directory,
+        manifestName(stamp),
+      );
     } catch (error) {
       if (error instanceof Deno.errors.AlreadyExists) continue;
       throw error;
@@ -351,7 +369,9 @@ async function reserveStamp(
   }
   throw new BackupError(
     "STORAGE_ERROR",
-    `No free backup file name in the ${STAMP_ATTEMPTS} seconds after ${isoTimestamp(startedAt)}; clean up the backup folder.`,
+    `No free backup file name in the ${STAMP_ATTEMPTS} seconds after ${
+      isoTimestamp(startedAt)
+    }; clean up the backup folder.`,
   );
 }
 
@@ -406,7 +426,7 @@ async function exportTable(
     finished = () => {};
   }
   const bytes = options.gzip ? csv.pipeThrough(gzipStream()) : csv;
-  await bytes.pipeTo(file.writable());
+  await bytes.pipeTo(file.writable(), { signal: options.signal });
   finished();
   meter.finish();
   return meter.rows;
@@ -414,7 +434,10 @@ async function exportTable(
 
 /** `CompressionStream` typed for the bytes it really takes and gives. */
 function gzipStream(): TransformStream<Uint8Array, Uint8Array> {
-  return new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
+  return new CompressionStream("gzip") as unknown as TransformStream<
+    Uint8Array,
+    Uint8Array
+  >;
 }
 
 /** Counts a table's rows and bytes and reports them every `progressInterval` rows. */
@@ -436,7 +459,9 @@ class ProgressMeter {
     this.rows = rows;
     this.#bytes += bytes;
     if (rows >= this.#nextReport) {
-      while (this.#nextReport <= rows) this.#nextReport += this.options.progressInterval;
+      while (this.#nextReport <= rows) {
+        this.#nextReport += this.options.progressInterval;
+      }
       this.#report(false);
     }
   }
@@ -475,7 +500,14 @@ function tableEntry(
   rows: number,
   facts: FileFacts,
 ): ManifestTable {
-  return { table, file: facts.name, columns, row_count: rows, bytes: facts.bytes, sha256: facts.sha256 };
+  return {
+    table,
+    file: facts.name,
+    columns,
+    row_count: rows,
+    bytes: facts.bytes,
+    sha256: facts.sha256,
+  };
 }
 
 /** Empties one table inside the backup's transaction; it commits with it. */

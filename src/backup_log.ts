@@ -33,21 +33,34 @@ function render(section: LogSection): string {
   if (result) {
     for (const [table, t] of Object.entries(result.tables_backed_up)) {
       lines.push(
-        `backup ${table}: ${t.row_count} rows, ${t.file_size}, ${t.backup_file}, ${t.duration.toFixed(3)} s`,
+        `backup ${table}: ${t.row_count} rows, ${t.file_size}, ${t.backup_file}, ${
+          t.duration.toFixed(3)
+        } s`,
       );
     }
     for (const [table, t] of Object.entries(result.truncate_results)) {
-      lines.push(`truncate ${table}: ${t.rows_before} rows before, ${t.rows_after} after`);
+      lines.push(
+        `truncate ${table}: ${t.rows_before} rows before, ${t.rows_after} after`,
+      );
     }
-    lines.push(`truncate performed: ${result.truncate_performed ? "yes" : "no"}`);
+    lines.push(
+      `truncate performed: ${result.truncate_performed ? "yes" : "no"}`,
+    );
   }
-  if (section.error) lines.push(`error (${section.error.type}): ${section.error.message}`);
-  lines.push(`status: ${section.error ? "FAILED, no files kept, nothing truncated" : "OK"}`);
+  if (section.error) {
+    lines.push(`error (${section.error.type}): ${section.error.message}`);
+  }
+  lines.push(
+    `status: ${section.error ? "FAILED, no files kept, nothing truncated" : "OK"}`,
+  );
   return lines.join("\n") + "\n";
 }
 
 /** Appends one section in a single write, so concurrent runs do not interleave lines. */
-export async function appendBackupLog(dir: string, section: LogSection): Promise<void> {
+export async function appendBackupLog(
+  dir: string,
+  section: LogSection,
+): Promise<void> {
   const file = await Deno.open(join(dir, BACKUP_LOG_NAME), {
     append: true,
     create: true,

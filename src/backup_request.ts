@@ -21,10 +21,19 @@ export interface BackupRequest {
   backup: boolean;
 }
 
-const FIELDS = ["task_id", "db_connection", "truncate_vector_tables", "backup_vector_tables"];
+const FIELDS = [
+  "task_id",
+  "db_connection",
+  "truncate_vector_tables",
+  "backup_vector_tables",
+];
 const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
 /** Connection-string options that are passed on; anything else is refused. */
-const URL_OPTIONS = new Set(["sslmode", "application_name", "target_session_attrs"]);
+const URL_OPTIONS = new Set([
+  "sslmode",
+  "application_name",
+  "target_session_attrs",
+]);
 
 function invalid(message: string): never {
   throw new BackupError("INVALID_PARAMS", message);
@@ -38,30 +47,47 @@ function invalid(message: string): never {
 export function parseBackupRequest(body: unknown): BackupRequest {
   if (body === null || body === undefined) body = {};
   if (typeof body !== "object" || Array.isArray(body)) {
-    invalid("The request body must be a JSON object, such as {} or {\"task_id\": \"task_1\"}.");
+    invalid(
+      'The request body must be a JSON object, such as {} or {"task_id": "task_1"}.',
+    );
   }
   const fields = body as Record<string, unknown>;
   for (const name of Object.keys(fields)) {
     if (!FIELDS.includes(name)) {
-      invalid(`Unknown field ${JSON.stringify(name.slice(0, 64))}; allowed fields: ${FIELDS.join(", ")}.`);
+      invalid(
+        `Unknown field ${JSON.stringify(name.slice(0, 64))}; allowed fields: ${FIELDS.join(", ")}.`,
+      );
     }
   }
-  const { task_id, db_connection, truncate_vector_tables, backup_vector_tables } = fields;
+  const {
+    task_id,
+    db_connection,
+    truncate_vector_tables,
+    backup_vector_tables,
+  } = fields;
   if (task_id !== undefined && task_id !== null) {
     if (typeof task_id !== "string") invalid("task_id must be a string.");
     if (!TASK_ID.test(task_id)) {
-      invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
+      invalid(
+        "task_id may only contain letters, digits and underscores, at most 128 characters.",
+      );
     }
   }
   if (db_connection !== undefined && db_connection !== null) {
-    if (typeof db_connection !== "string") invalid("db_connection must be a string.");
+    if (typeof db_connection !== "string") {
+      invalid("db_connection must be a string.");
+    }
     checkDatabaseUrl(db_connection, "db_connection");
   }
-  for (const [name, value] of [
-    ["truncate_vector_tables", truncate_vector_tables],
-    ["backup_vector_tables", backup_vector_tables],
-  ] as const) {
-    if (value !== undefined && typeof value !== "boolean") invalid(`${name} must be true or false.`);
+  for (
+    const [name, value] of [
+      ["truncate_vector_tables", truncate_vector_tables],
+      ["backup_vector_tables", backup_vector_tables],
+    ] as const
+  ) {
+    if (value !== undefined && typeof value !== "boolean") {
+      invalid(`${name} must be true or false.`);
+    }
   }
   return {
     taskId: (task_id ?? undefined) as string | undefined,
@@ -81,17 +107,29 @@ export function checkDatabaseUrl(text: string, name: string): string {
   try {
     url = new URL(text);
   } catch {
-    invalid(`${name} is not a connection string like postgresql://user:password@host:5432/dbname.`);
+    invalid(
+      `${name} is not a connection string like postgresql://user:password@host:5432/dbname.`,
+    );
   }
   registerSecret(url.password);
   if (url.protocol !== "postgresql:" && url.protocol !== "postgres:") {
     invalid(`${name} must start with postgresql:// or postgres://.`);
   }
-  if (!url.hostname) invalid(`${name} must name a host, as in postgresql://user:password@host:5432/dbname.`);
-  if (!/^[A-Za-z0-9._%-]+$/.test(url.hostname)) invalid(`${name} has an invalid host name.`);
+  if (!url.hostname) {
+    invalid(
+      `${name} must name a host, as in postgresql://user:password@host:5432/dbname.`,
+    );
+  }
+  if (!/^[A-Za-z0-9._%-]+$/.test(url.hostname)) {
+    invalid(`${name} has an invalid host name.`);
+  }
   for (const key of url.searchParams.keys()) {
     if (!URL_OPTIONS.has(key)) {
-      invalid(`${name} has the unsupported option ${JSON.stringify(key.slice(0, 64))}; supported: ${[...URL_OPTIONS].join(", ")}.`);
+      invalid(
+        `${name} has the unsupported option ${JSON.stringify(key.slice(0, 64))}; supported: ${
+          [...URL_OPTIONS].join(", ")
+        }.`,
+      );
     }
   }
   return text;
@@ -112,7 +150,10 @@ export async function resolveBackupFolder(
     await Deno.mkdir(dataDir, { recursive: true });
     base = await Deno.realPath(dataDir);
   } catch (error) {
-    throw new BackupError("STORAGE_ERROR", `Cannot use the data folder ${dataDir}: ${(error as Error).message}.`);
+    throw new BackupError(
+      "STORAGE_ERROR",
+      `Cannot use the data folder ${dataDir}: ${(error as Error).message}.`,
+    );
   }
   let parent = base;
   if (taskId !== undefined) {
@@ -123,7 +164,10 @@ export async function resolveBackupFolder(
       info = undefined;
     }
     if (!info?.isDirectory) {
-      throw new BackupError("RESOURCE_NOT_FOUND", `The task folder does not exist: ${taskId}.`);
+      throw new BackupError(
+        "RESOURCE_NOT_FOUND",
+        `The task folder does not exist: ${taskId}.`,
+      );
     }
     parent = join(base, taskId);
   }
@@ -134,34 +178,46 @@ export async function resolveBackupFolder(
     if (!isInside(base, real)) {
       throw new BackupError(
         "FORBIDDEN",
-        `The backup folder of ${taskId ?? "the data folder"} leads outside the data folder through a link; refusing to write there.`,
+        `The backup folder of ${
+          taskId ?? "the data folder"
+        } leads outside the data folder through a link; refusing to write there.`,
       );
     }
     return real;
   } catch (error) {
     if (error instanceof BackupError) throw error;
-    throw new BackupError("STORAGE_ERROR", `Cannot create the backup folder ${folder}: ${(error as Error).message}.`);
+    throw new BackupError(
+      "STORAGE_ERROR",
+      `Cannot create the backup folder ${folder}: ${(error as Error).message}.`,
+    );
   }
 }
 
 function isInside(base: string, path: string): boolean {
   const rel = relative(base, path);
-  return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) && resolve(base, rel) === path;
+  return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) &&
+    resolve(base, rel) === path;
 }
 
 /** What a door may pass along: where logs go and who hears progress. */
 export interface RunHooks {
   logger: Logger;
   onProgress?: (progress: TableProgress) => void;
+  signal?: AbortSignal;
 }
 
 /**
  * The database of a request: its own `db_connection`, else the configured
  * one, else `DATABASE_URL`, else undefined for libpq's `PG*` variables.
  */
-export function databaseUrl(request: BackupRequest, config: Config): string | undefined {
+export function databaseUrl(
+  request: BackupRequest,
+  config: Config,
+): string | undefined {
   if (request.dbConnection !== undefined) return request.dbConnection;
-  if (config.database !== undefined) return checkDatabaseUrl(config.database, "The configured database");
+  if (config.database !== undefined) {
+    return checkDatabaseUrl(config.database, "The configured database");
+  }
   const fromEnv = Deno.env.get("DATABASE_URL");
   if (fromEnv) return checkDatabaseUrl(fromEnv, "DATABASE_URL");
   registerSecret(Deno.env.get("PGPASSWORD"));
@@ -181,7 +237,11 @@ export async function executeBackup(
     );
   }
   const url = databaseUrl(request, config);
-  const directory = await resolveBackupFolder(config.dataDir, request.taskId, config.folderName);
+  const directory = await resolveBackupFolder(
+    config.dataDir,
+    request.taskId,
+    config.folderName,
+  );
   return await runBackup({
     target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
@@ -197,5 +257,6 @@ export async function executeBackup(
     taskId: request.taskId,
     logger: hooks.logger,
     onProgress: hooks.onProgress,
+    signal: hooks.signal,
   });
 }

@@ -51,15 +51,21 @@ const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$/;
 type Check = (value: unknown, key: string) => unknown;
 
 function fail(key: string, expected: string): never {
-  throw new BackupError("INVALID_PARAMS", `Config setting ${key} must be ${expected}.`);
+  throw new BackupError(
+    "INVALID_PARAMS",
+    `Config setting ${key} must be ${expected}.`,
+  );
 }
 
 const text: Check = (v, k) => typeof v === "string" && v !== "" ? v : fail(k, "a non-empty string");
 const flag: Check = (v, k) => typeof v === "boolean" ? v : fail(k, "true or false");
 const count = (max: number): Check => (v, k) =>
-  Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max ? v : fail(k, `a whole number from 1 to ${max}`);
+  Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max
+    ? v
+    : fail(k, `a whole number from 1 to ${max}`);
 const tableList: Check = (v, k) =>
-  Array.isArray(v) && v.every((t) => typeof t === "string" && TABLE_NAME.test(t))
+  Array.isArray(v) &&
+    v.every((t) => typeof t === "string" && TABLE_NAME.test(t))
     ? v
     : fail(k, "a list of lower-case table names");
 const engine: Check = (v, k) => v === "copy" || v === "cursor" ? v : fail(k, '"copy" or "cursor"');
@@ -70,7 +76,9 @@ const folderName: Check = (v, k) =>
 const timestampFormat: Check = (v, k) => {
   if (typeof v !== "string") fail(k, "a string");
   const problem = validateTimestampFormat(v as string);
-  if (problem) throw new BackupError("INVALID_PARAMS", `Config setting ${problem}.`);
+  if (problem) {
+    throw new BackupError("INVALID_PARAMS", `Config setting ${problem}.`);
+  }
   return v;
 };
 
@@ -98,14 +106,28 @@ export type ConfigOverrides = { [K in keyof Config]?: unknown };
  * Merges defaults, the config file's JSON and overrides into a checked
  * `Config`. Unknown config keys and wrong types are `INVALID_PARAMS`.
  */
-export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}): Config {
+export function buildConfig(
+  fileJson: unknown,
+  overrides: ConfigOverrides = {},
+): Config {
   const config: Config = { ...DEFAULT_CONFIG };
-  const assign = (key: keyof Config, check: Check, value: unknown, name: string) => {
+  const assign = (
+    key: keyof Config,
+    check: Check,
+    value: unknown,
+    name: string,
+  ) => {
     (config as unknown as Record<string, unknown>)[key] = check(value, name);
   };
   if (fileJson !== undefined) {
-    if (typeof fileJson !== "object" || fileJson === null || Array.isArray(fileJson)) {
-      throw new BackupError("INVALID_PARAMS", "The config file must hold one JSON object.");
+    if (
+      typeof fileJson !== "object" || fileJson === null ||
+      Array.isArray(fileJson)
+    ) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        "The config file must hold one JSON object.",
+      );
     }
     for (const [name, value] of Object.entries(fileJson)) {
       const entry = FILE_KEYS[name];
@@ -120,25 +142,36 @@ export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}):
   }
   for (const [name, [key, check]] of Object.entries(FILE_KEYS)) {
     const value = overrides[key];
-    if (value !== undefined) assign(key, check, value, `--${name.replaceAll("_", "-")}`);
+    if (value !== undefined) {
+      assign(key, check, value, `--${name.replaceAll("_", "-")}`);
+    }
   }
   return config;
 }
 
 /** Reads and checks a JSON config file. */
-export async function loadConfig(path: string | undefined, overrides: ConfigOverrides = {}): Promise<Config> {
+export async function loadConfig(
+  path: string | undefined,
+  overrides: ConfigOverrides = {},
+): Promise<Config> {
   if (path === undefined) return buildConfig(undefined, overrides);
   let raw: string;
   try {
     raw = await Deno.readTextFile(path);
   } catch (error) {
-    throw new BackupError("INVALID_PARAMS", `Cannot read the config file ${path}: ${(error as Error).message}.`);
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `Cannot read the config file ${path}: ${(error as Error).message}.`,
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch (error) {
-    throw new BackupError("INVALID_PARAMS", `The config file ${path} is not valid JSON: ${(error as Error).message}.`);
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `The config file ${path} is not valid JSON: ${(error as Error).message}.`,
+    );
   }
   return buildConfig(json, overrides);
 }

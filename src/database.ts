@@ -27,15 +27,17 @@ export interface DatabaseTarget {
 /** Opens a single-connection client: one session, so locks and transactions stay on it. */
 export function connect(target: DatabaseTarget): Sql {
   const options = {
+    // postgres.js reads sslmode from URLs but not libpq's PGSSLMODE.
+    ...(target.url === undefined && Deno.env.get("PGSSLMODE")
+      ? { ssl: Deno.env.get("PGSSLMODE") as "require" }
+      : {}),
     max: 1,
     connect_timeout: target.connectTimeoutSeconds,
     fetch_types: false,
     onnotice: () => {},
     connection: { application_name: "pgvector-backup" },
   };
-  return target.url === undefined
-    ? postgres(options)
-    : postgres(target.url, options);
+  return target.url === undefined ? postgres(options) : postgres(target.url, options);
 }
 
 /** Snapshot ids are only ever what `pg_export_snapshot()` returned. */
@@ -75,9 +77,7 @@ export function copyOut(
   async function* chunks(): AsyncGenerator<Uint8Array> {
     const sql = await openSnapshotReader(target, snapshotId);
     try {
-      const stream = await sql`COPY ${
-        sql(table)
-      } TO STDOUT WITH (FORMAT csv, HEADER)`.readable();
+      const stream = await sql`COPY ${sql(table)} TO STDOUT WITH (FORMAT csv, HEADER)`.readable();
       for await (const chunk of stream) yield chunk as Uint8Array;
     } finally {
       await sql.end({ timeout: 0 });

@@ -40,7 +40,6 @@ const EXIT_CODE: Partial<Record<ErrorType, number>> = {
   INVALID_PARAMS: 2,
   RESOURCE_NOT_FOUND: 3,
   SERVICE_UNAVAILABLE: 4,
-  BACKUP_IN_PROGRESS: 4,
   DATABASE_ERROR: 5,
   STORAGE_ERROR: 6,
 };
@@ -101,6 +100,13 @@ function isServerGone(code: string): boolean {
  */
 export function classifyError(error: unknown, what: string): BackupError {
   if (error instanceof BackupError) return error;
+  if (error instanceof DOMException && error.name === "AbortError") {
+    return new BackupError(
+      "SERVICE_UNAVAILABLE",
+      `The service is shutting down; ${what} was stopped and cleaned up. Retry once it is back.`,
+      true,
+    );
+  }
   if (hasCode(error, "ENOSPC") || hasCode(error, "EDQUOT")) {
     return new BackupError(
       "STORAGE_ERROR",
@@ -113,7 +119,9 @@ export function classifyError(error: unknown, what: string): BackupError {
   ) {
     return new BackupError(
       "STORAGE_ERROR",
-      `The backup folder is not writable while ${what} (${(error as Error).message}); check its owner, permissions and mount.`,
+      `The backup folder is not writable while ${what} (${
+        (error as Error).message
+      }); check its owner, permissions and mount.`,
     );
   }
   const driver = (error ?? {}) as DriverError;
@@ -157,10 +165,19 @@ export function classifyError(error: unknown, what: string): BackupError {
   if (error instanceof Deno.errors.AlreadyExists) {
     return new BackupError("STORAGE_ERROR", `${detail} while ${what}.`);
   }
-  if (error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith("E")) {
-    return new BackupError("STORAGE_ERROR", `A file operation failed while ${what}: ${detail}.`);
+  if (
+    error instanceof Error && "code" in error &&
+    typeof error.code === "string" && error.code.startsWith("E")
+  ) {
+    return new BackupError(
+      "STORAGE_ERROR",
+      `A file operation failed while ${what}: ${detail}.`,
+    );
   }
-  return new BackupError("INTERNAL_ERROR", `Unexpected failure while ${what}: ${detail}.`);
+  return new BackupError(
+    "INTERNAL_ERROR",
+    `Unexpected failure while ${what}: ${detail}.`,
+  );
 }
 
 function hasCode(error: unknown, code: string): boolean {

@@ -56,7 +56,9 @@ export function validateTimestampFormat(format: string): string | null {
   if (!/^(%[YmdHMS]|[A-Za-z0-9_-])+$/.test(format)) {
     return `timestamp_format "${format}" may only hold %Y %m %d %H %M %S, letters, digits, "_" and "-"`;
   }
-  if (!format.includes("%S")) return `timestamp_format "${format}" must contain %S`;
+  if (!format.includes("%S")) {
+    return `timestamp_format "${format}" must contain %S`;
+  }
   return null;
 }
 
@@ -66,6 +68,9 @@ export function fileTimestamp(date: Date, format: string): string {
 }
 
 /** Seconds with millisecond precision, as in the CONTRACT's `duration`. */
-export function seconds(fromMs: number, toMs: number = performance.now()): number {
+export function seconds(
+  fromMs: number,
+  toMs: number = performance.now(),
+): number {
   return Math.round(toMs - fromMs) / 1000;
 }

@@ -49,7 +49,14 @@ export function jsonLogger(
 ): Logger {
   const emit = (level: string, msg: string, fields: LogFields = {}) =>
     write(
-      redact(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })),
+      redact(
+        JSON.stringify({
+          time: new Date().toISOString(),
+          level,
+          msg,
+          ...fields,
+        }),
+      ),
     );
   return {
     info: (msg, fields) => emit("info", msg, fields),

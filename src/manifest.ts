@@ -30,7 +30,11 @@ export interface Manifest {
   engine: "copy" | "cursor";
   gzip: boolean;
   task_id: string | null;
-  database: { name: string; postgres_version: string; pgvector_version: string | null };
+  database: {
+    name: string;
+    postgres_version: string;
+    pgvector_version: string | null;
+  };
   tables: ManifestTable[];
   truncated: string[];
 }

@@ -13,7 +13,9 @@ import { createFixture, type FixtureOptions } from "../scripts/fixture.ts";
 export function serverUrl(): string {
   const url = Deno.env.get("PGVECTOR_TEST_URL");
   if (!url) {
-    throw new Error("PGVECTOR_TEST_URL is not set: run the tests with `deno task test`.");
+    throw new Error(
+      "PGVECTOR_TEST_URL is not set: run the tests with `deno task test`.",
+    );
   }
   return url;
 }
@@ -27,7 +29,9 @@ export interface TestDatabase {
 }
 
 /** Creates an empty database with pgvector; optionally fills it with the fixture. */
-export async function freshDatabase(fixture?: FixtureOptions): Promise<TestDatabase> {
+export async function freshDatabase(
+  fixture?: FixtureOptions,
+): Promise<TestDatabase> {
   const admin = connect({ url: serverUrl(), connectTimeoutSeconds: 10 });
   const name = `t_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   try {
@@ -57,9 +61,20 @@ export async function freshDatabase(fixture?: FixtureOptions): Promise<TestDatab
 }
 
 /** Runs `psql` with arguments and returns stdout as bytes; fails on a non-zero exit. */
-export async function psql(url: string, ...args: string[]): Promise<Uint8Array> {
+export async function psql(
+  url: string,
+  ...args: string[]
+): Promise<Uint8Array> {
   const output = await new Deno.Command("psql", {
-    args: ["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "-d", url, ...args],
+    args: [
+      "--no-psqlrc",
+      "--quiet",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-d",
+      url,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -81,7 +96,9 @@ export function copyCsv(url: string, table: string): Promise<Uint8Array> {
 }
 
 /** A temp folder removed after `fn`, whatever happens. */
-export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+export async function withTempDir<T>(
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "pgvb-test-" });
   try {
     return await fn(dir);
@@ -98,4 +115,3 @@ export async function readCsv(path: string): Promise<Uint8Array> {
     : file.readable;
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
-

@@ -1,0 +1,192 @@
+/**
+ * pgvector-backup: back up the LangChain pgvector tables to CSV, as an HTTP
+ * service (`serve`) or a one-shot command (`backup`). This file only parses
+ * the command line and hands off to `src/`.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { backupCommand } from "./src/cli.ts";
+import { loadConfig } from "./src/config.ts";
+import { BackupError, classifyError } from "./src/errors.ts";
+import { jsonLogger, redact } from "./src/log.ts";
+import { serve } from "./src/server.ts";
+import { VERSION } from "./src/version.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const COMMON: Options = {
+  "data-dir": { type: "string" },
+  db: { type: "string" },
+  config: { type: "string" },
+  help: { type: "boolean", short: "h" },
+};
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: "serve POST /api/v0/data_pipeline/vector/backup over HTTP",
+    usage: `pgvector-backup serve [options]
+
+  --host HOST          address to listen on (default 127.0.0.1)
+  --port PORT          port (default 8084)
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --db URL             default database (else config, DATABASE_URL, PG* variables)
+  --token TOKEN        require "Authorization: Bearer TOKEN" (or PGVECTOR_BACKUP_TOKEN)
+  --shutdown-grace S   seconds running backups get after SIGINT/SIGTERM (default 30)
+  --config FILE        JSON config file`,
+    options: {
+      ...COMMON,
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8084" },
+      token: { type: "string" },
+      "shutdown-grace": { type: "string", default: "30" },
+    },
+    async run(values) {
+      const config = await loadConfig(values.config as string | undefined, {
+        dataDir: values["data-dir"],
+        database: values.db,
+        token: values.token ??
+          (Deno.env.get("PGVECTOR_BACKUP_TOKEN") || undefined),
+      });
+      await serve({
+        hostname: values.host as string,
+        port: wholeNumber(values.port as string, "--port", 0, 65535),
+        config,
+        logger: jsonLogger(),
+        shutdownGraceSeconds: wholeNumber(
+          values["shutdown-grace"] as string,
+          "--shutdown-grace",
+          0,
+          86400,
+        ),
+      });
+      return 0;
+    },
+  },
+  backup: {
+    summary: "back up once and exit",
+    usage: `pgvector-backup backup [options]
+
+  --task-id ID         back up into <data-dir>/ID/vector_bak (the folder must exist)
+  --db URL             database (else config, DATABASE_URL, PG* variables)
+  --truncate           after a durable backup, empty the truncate list
+  --no-backup          skip the backup (ignored with --truncate: truncate implies backup)
+  --engine copy|cursor how rows are read (default copy)
+  --gzip               write .csv.gz
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the HTTP envelope on stdout
+  --quiet              no progress, no warnings
+
+Exit codes: 0 success, 2 usage error, 3 task folder not found,
+4 database unavailable, 5 other database error, 6 storage error, 1 anything else.`,
+    options: {
+      ...COMMON,
+      "task-id": { type: "string" },
+      truncate: { type: "boolean", default: false },
+      "no-backup": { type: "boolean", default: false },
+      engine: { type: "string" },
+      gzip: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    run: (values) =>
+      backupCommand({
+        taskId: values["task-id"] as string | undefined,
+        db: values.db as string | undefined,
+        truncate: values.truncate as boolean,
+        noBackup: values["no-backup"] as boolean,
+        engine: values.engine as string | undefined,
+        gzip: values.gzip as boolean,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
+        quiet: values.quiet as boolean,
+      }),
+  },
+};
+
+const PROGRAM_HELP = `pgvector-backup ${VERSION}: back up the LangChain pgvector tables to CSV
+
+Usage: pgvector-backup <command> [options]
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join("\n")}
+
+Run "pgvector-backup <command> --help" for a command's options.`;
+
+function wholeNumber(
+  text: string,
+  flag: string,
+  min: number,
+  max: number,
+): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `${flag} must be a whole number from ${min} to ${max}.`,
+    );
+  }
+  return value;
+}
+
+function usageError(message: string, command?: string): number {
+  console.error(`error: ${message}`);
+  console.error(
+    `Run "pgvector-backup ${command ? `${command} ` : ""}--help" for usage.`,
+  );
+  return 2;
+}
+
+/** Parses `args` and runs the command; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (
+    name === undefined || name === "--help" || name === "-h" || name === "help"
+  ) {
+    console.log(PROGRAM_HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    console.log(`pgvector-backup ${VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) return usageError(`unknown command "${name.slice(0, 40)}"`);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: rest,
+      options: command.options,
+      strict: true,
+      allowPositionals: false,
+    }).values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    return usageError((error as Error).message.split("\n")[0], name);
+  }
+  if (values.help) {
+    console.log(command.usage);
+    return 0;
+  }
+  try {
+    return await command.run(values);
+  } catch (error) {
+    const failure = classifyError(error, `running ${name}`);
+    if (failure.type === "INVALID_PARAMS") {
+      return usageError(failure.message, name);
+    }
+    console.error(redact(`error: ${failure.message}`));
+    return failure.exitCode;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,286 @@
+/**
+ * The HTTP door: `Deno.serve` and `URLPattern`, no framework. It checks the
+ * request (size, token, JSON, fields), hands it to `executeBackup`, and
+ * answers with the CONTRACT's envelope, whatever happens.
+ *
+ * @module
+ */
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  type BackupRequest,
+  databaseUrl,
+  executeBackup,
+  parseBackupRequest,
+} from "./backup_request.ts";
+import type { Config } from "./config.ts";
+import { connect } from "./database.ts";
+import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
+import { BackupError, classifyError } from "./errors.ts";
+import { isoTimestamp } from "./format.ts";
+import type { Logger } from "./log.ts";
+
+/** Request bodies above this size are refused unread. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const BACKUP_PATH = "/api/v0/data_pipeline/vector/backup";
+
+/** What the server needs besides the settings. */
+export interface ServerContext {
+  config: Config;
+  logger: Logger;
+  /** Aborted when the server shuts down past its grace period. */
+  shutdown: AbortSignal;
+}
+
+type Handler = (request: Request, context: ServerContext) => Promise<Response>;
+
+interface Route {
+  pattern: URLPattern;
+  methods: Record<string, Handler>;
+}
+
+const ROUTES: Route[] = [
+  {
+    pattern: new URLPattern({ pathname: BACKUP_PATH }),
+    methods: { POST: handleBackup },
+  },
+  {
+    pattern: new URLPattern({ pathname: "/healthz" }),
+    methods: { GET: handleHealth },
+  },
+];
+
+/** Answers one HTTP request; never throws, always an envelope. */
+export async function handleRequest(
+  request: Request,
+  context: ServerContext,
+): Promise<Response> {
+  const started = performance.now();
+  let response: Response;
+  try {
+    response = await route(request, context);
+  } catch (error) {
+    const failure = classifyError(error, "answering the request");
+    if (failure.type === "INTERNAL_ERROR") {
+      context.logger.error("unexpected failure", { error: failure.message });
+    }
+    response = json(errorEnvelope(failure));
+  }
+  context.logger.info("request", {
+    method: request.method,
+    path: new URL(request.url).pathname,
+    status: response.status,
+    duration: Math.round(performance.now() - started) / 1000,
+  });
+  return response;
+}
+
+async function route(
+  request: Request,
+  context: ServerContext,
+): Promise<Response> {
+  const url = new URL(request.url);
+  const match = ROUTES.find((r) => r.pattern.test(url));
+  if (!match) {
+    throw new BackupError(
+      "RESOURCE_NOT_FOUND",
+      `There is no endpoint at ${url.pathname.slice(0, 200)}.`,
+    );
+  }
+  const handler = match.methods[request.method];
+  if (!handler) {
+    const allowed = Object.keys(match.methods).join(", ");
+    const response = json(errorEnvelope(
+      new BackupError(
+        "METHOD_NOT_ALLOWED",
+        `${url.pathname} accepts ${allowed}, not ${request.method.slice(0, 20)}.`,
+      ),
+    ));
+    response.headers.set("Allow", allowed);
+    return response;
+  }
+  if (url.pathname !== "/healthz") checkToken(request, context.config.token);
+  return await handler(request, context);
+}
+
+async function handleBackup(
+  request: Request,
+  context: ServerContext,
+): Promise<Response> {
+  const body = await readJsonBody(request);
+  const backupRequest: BackupRequest = parseBackupRequest(body);
+  const result = await executeBackup(backupRequest, context.config, {
+    logger: context.logger,
+    signal: context.shutdown,
+  });
+  return json(successEnvelope("Vector表备份完成", result));
+}
+
+async function handleHealth(
+  _request: Request,
+  context: ServerContext,
+): Promise<Response> {
+  const sql = connect({
+    url: databaseUrl({
+      taskId: undefined,
+      dbConnection: undefined,
+      truncate: false,
+      backup: true,
+    }, context.config),
+    connectTimeoutSeconds: Math.min(context.config.connectTimeoutSeconds, 5),
+  });
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    throw classifyError(error, "checking the default database");
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  return json(
+    successEnvelope("服务正常", {
+      status: "ok",
+      database: "reachable",
+      timestamp: isoTimestamp(new Date()),
+    }),
+  );
+}
+
+/** Reads at most `MAX_BODY_BYTES` of UTF-8 JSON; an empty body means `{}`. */
+async function readJsonBody(request: Request): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw tooLarge();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    for await (const chunk of request.body) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) throw tooLarge();
+      chunks.push(chunk);
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      "The request body is not valid UTF-8 text; send JSON encoded as UTF-8.",
+    );
+  }
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      "The request body is not valid JSON; send an object such as {}.",
+    );
+  }
+}
+
+function tooLarge(): BackupError {
+  return new BackupError(
+    "PAYLOAD_TOO_LARGE",
+    `The request body is larger than ${MAX_BODY_BYTES} bytes.`,
+  );
+}
+
+/** Bearer-token check in constant time: both sides are hashed to equal length first. */
+function checkToken(request: Request, token: string | undefined): void {
+  if (token === undefined) return;
+  const header = request.headers.get("authorization") ?? "";
+  const given = header.startsWith("Bearer ") ? header.slice(7) : "";
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  if (!timingSafeEqual(digest(given), digest(token))) {
+    throw new BackupError(
+      "UNAUTHORIZED",
+      "A valid bearer token is required: send Authorization: Bearer <token>.",
+    );
+  }
+}
+
+function json(envelope: Envelope): Response {
+  return new Response(JSON.stringify(envelope), {
+    status: envelope.code,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+/** How to run the server. */
+export interface ServeOptions {
+  hostname: string;
+  port: number;
+  config: Config;
+  logger: Logger;
+  /** Seconds that running backups get to finish after SIGINT/SIGTERM. */
+  shutdownGraceSeconds: number;
+  onListen?: (address: Deno.NetAddr) => void;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/**
+ * Serves until SIGINT or SIGTERM; then stops accepting, lets running
+ * backups finish within the grace period, aborts (and so cleans up) the
+ * rest, and resolves.
+ */
+export async function serve(options: ServeOptions): Promise<void> {
+  const { config, logger } = options;
+  if (!LOOPBACK.test(options.hostname) && config.token === undefined) {
+    logger.warn(
+      `listening on ${options.hostname} without a token: anyone who can reach this port can back up and truncate; set --token or PGVECTOR_BACKUP_TOKEN`,
+    );
+  }
+  const abort = new AbortController();
+  const context: ServerContext = { config, logger, shutdown: abort.signal };
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      onListen: (address) => {
+        logger.info("listening", {
+          address: `${address.hostname}:${address.port}`,
+        });
+        options.onListen?.(address);
+      },
+    }, (request) => handleRequest(request, context));
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new BackupError(
+        "INTERNAL_ERROR",
+        `Port ${options.port} on ${options.hostname} is already in use; choose another with --port.`,
+      );
+    }
+    throw error;
+  }
+
+  const stop = () => {
+    logger.info("shutting down: no new requests; waiting for running backups", {
+      grace_seconds: options.shutdownGraceSeconds,
+    });
+    const timer = setTimeout(
+      () => abort.abort(),
+      options.shutdownGraceSeconds * 1000,
+    );
+    server.shutdown().finally(() => clearTimeout(timer));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, stop);
+  }
+  try {
+    await server.finished;
+  } finally {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.removeSignalListener(signal, stop);
+    }
+  }
+  logger.info("stopped");
+}
