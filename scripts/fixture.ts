@@ -136,7 +136,7 @@ async function insertRows(
       (${key}, collection_id, embedding, document, cmetadata ${extraColumn})
     SELECT ${keyValue},
            md5('collection-' || (i % ${COLLECTIONS.length}))::uuid,
-           (SELECT array_agg(round(sin(i * 0.37 + d * 1.13)::numeric, 6)::float4 ORDER BY d)
+           (SELECT array_agg(sin(i * 0.37 + d * 1.13)::float4 ORDER BY d)
               FROM generate_series(1, ${options.dimensions}) AS d)::vector,
            ${doc},
            (${meta})::${sql.unsafe(options.layout === "langchain_community" ? "json" : "jsonb")}

@@ -105,7 +105,7 @@ export interface BackupResult {
 const LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pgvector-backup', 0)) AS acquired";
 
 /** How many later seconds to try when a set name is already taken. */
-const STAMP_ATTEMPTS = 120;
+const STAMP_ATTEMPTS = 3600;
 
 /**
  * Runs one backup (and truncate, when asked) and returns the CONTRACT's
