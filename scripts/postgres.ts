@@ -106,12 +106,12 @@ export async function startCluster(): Promise<Cluster> {
 
   try {
     if (isRoot()) await run("chown", ["postgres:", dir]);
+    // The socket's folder is private to the server's user, so trusting the
+    // socket lets only that user (and root) in; TCP needs the password.
     await server("initdb", [
       ...["-D", dataDir, "-U", "postgres", "-E", "UTF8", "--no-locale"],
       ...["--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
     ]);
-    // The socket's folder is private to the server's user, so trusting the
-    // socket lets only that user (and root) in.
     await Deno.writeTextFile(
       `${dataDir}/postgresql.conf`,
       [
@@ -157,7 +157,9 @@ export async function startCluster(): Promise<Cluster> {
 /**
  * Runs fn with a database URL: PGVECTOR_TEST_URL when set (nothing started),
  * else an ephemeral cluster that is always stopped and deleted afterwards,
- * also on SIGINT/SIGTERM, after which the process exits with 130/143.
+ * also on SIGINT/SIGTERM: then fn gets up to 5 s to finish (a child process
+ * it runs got the signal too), the cluster is deleted, and the process exits
+ * with 130/143.
  */
 export async function withDatabase<T>(
   fn: (url: string) => Promise<T>,
@@ -352,6 +354,7 @@ async function run(
   const { code, stdout, stderr } = await new Deno.Command(command, {
     args,
     cwd: options.cwd,
+    // Nothing run here may stop to ask a question (apt would).
     env: { DEBIAN_FRONTEND: "noninteractive" },
     stdin: "null",
     stdout: "piped",

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { backupCommand, type BackupFlags, type CommandIo } from "../src/cli.ts";
+import { freshDatabase, runMain, startServer, testClient, withTempDir } from "./helpers.ts";
+
+const NO_DB_ENV = { DATABASE_URL: "" };
+
+async function setsIn(dir: string): Promise<string[]> {
+  const names = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** The same envelope apart from what differs between two runs by nature. */
+function normalize(envelope: unknown): unknown {
+  return JSON.parse(JSON.stringify(envelope), (key, value) => {
+    if (key === "duration" || key === "timestamp") return "<varies>";
+    if (typeof value === "string") return value.replace(/\d{8}_\d{6}/g, "<stamp>");
+    return value;
+  });
+}
+
+Deno.test("backup with only DATABASE_URL set writes a complete set and exits 0", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 20, dimensions: 4 });
+  try {
+    await withTempDir(async (cwd) => {
+      const result = await runMain(["backup"], { env: { DATABASE_URL: db.url }, cwd });
+      assert.equal(result.code, 0, result.stderr);
+      const dir = join(cwd, "data_pipeline", "training_data", "vector_bak");
+      const names = await setsIn(dir);
+      assert.equal(names.filter((n) => n.endsWith(".csv")).length, 2);
+      assert.equal(names.filter((n) => /^manifest_.*\.json$/.test(n)).length, 1);
+      assert.match(result.stdout, /langchain_pg_embedding\s+20 rows/);
+      assert.match(result.stderr, /progress langchain_pg_embedding: 20 rows.*done/);
+      assert.ok(!result.stdout.includes(new URL(db.url).password));
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("exit codes: 2 usage, 3 task folder, 4 unavailable, 5 database, 6 storage, 1 other", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 5, dimensions: 4 });
+  const empty = await freshDatabase();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  try {
+    await withTempDir(async (dataDir) => {
+      await Deno.mkdir(join(dataDir, "blocked"));
+      await Deno.writeTextFile(join(dataDir, "blocked", "vector_bak"), "not a folder");
+      const base = ["backup", "--data-dir", dataDir, "--quiet"];
+      const cases: [string, string[], number, RegExp][] = [
+        ["unknown flag", [...base, "--bogus"], 2, /bogus/],
+        ["bad engine", [...base, "--db", db.url, "--engine", "fast"], 2, /engine/],
+        ["bad task id", [...base, "--db", db.url, "--task-id", "a/b"], 2, /task_id/],
+        ["unknown command", ["frobnicate"], 2, /frobnicate/],
+        ["missing task folder", [...base, "--db", db.url, "--task-id", "nope"], 3, /nope/],
+        [
+          "database unavailable",
+          [...base, "--db", `postgresql://u:pw@127.0.0.1:${closedPort}/db`],
+          4,
+          /unavailable/,
+        ],
+        ["missing table", [...base, "--db", empty.url], 5, /langchain_pg_collection/],
+        ["folder not creatable", [...base, "--db", db.url, "--task-id", "blocked"], 6, /folder/],
+      ];
+      for (const [what, args, code, mention] of cases) {
+        const result = await runMain(args, { env: NO_DB_ENV });
+        assert.equal(result.code, code, `${what}: ${result.stderr}`);
+        assert.match(result.stderr, mention, what);
+      }
+      const usage = await runMain([...base, "--bogus"]);
+      assert.match(usage.stderr, /--help/);
+
+      const holder = testClient(db.url);
+      try {
+        await holder`SELECT pg_advisory_lock(hashtextextended('pgvector-backup', 0))`;
+        const busy = await runMain([...base, "--db", db.url], { env: NO_DB_ENV });
+        assert.equal(busy.code, 1, busy.stderr);
+        assert.match(busy.stderr, /Another backup/);
+      } finally {
+        await holder.end();
+      }
+    });
+  } finally {
+    await db.drop();
+    await empty.drop();
+  }
+});
+
+Deno.test("--help and --version", async () => {
+  const help = await runMain(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /backup\s+back up once/);
+  assert.match(help.stdout, /serve\s+serve POST/);
+  for (const command of ["backup", "serve"]) {
+    const sub = await runMain([command, "--help"]);
+    assert.equal(sub.code, 0);
+    assert.match(sub.stdout, new RegExp(`pgvector-backup ${command} \\[options\\]`));
+    assert.match(sub.stdout, /--data-dir/);
+  }
+  const version = await runMain(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^pgvector-backup \d+\.\d+\.\d+\n$/);
+});
+
+Deno.test("--json prints the same envelope as the HTTP door", async () => {
+  const db = await freshDatabase({ layout: "langchain_community", rows: 8, dimensions: 4 });
+  try {
+    await withTempDir(async (dataDir) => {
+      await Deno.mkdir(join(dataDir, "task_1"));
+      const cli = await runMain(
+        ["backup", "--db", db.url, "--data-dir", dataDir, "--task-id", "task_1", "--json"],
+      );
+      assert.equal(cli.code, 0, cli.stderr);
+      const server = await startServer(["--db", db.url, "--data-dir", dataDir]);
+      let http: unknown;
+      try {
+        const response = await fetch(`${server.base}/api/v0/data_pipeline/vector/backup`, {
+          method: "POST",
+          body: JSON.stringify({ task_id: "task_1" }),
+        });
+        http = await response.json();
+      } finally {
+        await server.stop();
+      }
+      assert.deepEqual(normalize(JSON.parse(cli.stdout)), normalize(http));
+
+      const failed = await runMain(
+        ["backup", "--db", db.url, "--data-dir", dataDir, "--task-id", "task_2", "--json"],
+      );
+      assert.equal(failed.code, 3);
+      const envelope = JSON.parse(failed.stdout);
+      assert.equal(envelope.code, 404);
+      assert.equal(envelope.data.error_type, "RESOURCE_NOT_FOUND");
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("a terminal gets a live progress bar; a pipe gets plain lines", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 120, dimensions: 4 });
+  try {
+    await withTempDir(async (dataDir) => {
+      const configPath = join(dataDir, "config.json");
+      await Deno.writeTextFile(configPath, JSON.stringify({ progress_interval: 50 }));
+      const flags: BackupFlags = {
+        db: db.url,
+        dataDir,
+        config: configPath,
+        truncate: false,
+        noBackup: false,
+        gzip: false,
+        json: false,
+        quiet: false,
+      };
+      for (const isTerminal of [true, false]) {
+        let err = "";
+        let out = "";
+        const io: CommandIo = {
+          stdout: (text) => out += text,
+          stderr: { write: (text) => err += text, isTerminal },
+        };
+        assert.equal(await backupCommand(flags, io), 0, err);
+        assert.match(out, /Backed up to/);
+        if (isTerminal) {
+          assert.match(err, /\r\x1b\[Klangchain_pg_embedding \[#+-+\]\s+\d+% 50 rows/);
+          assert.match(err, /\r\x1b\[Klangchain_pg_embedding \[#{24}\] 100% 120 rows/);
+        } else {
+          assert.ok(!err.includes("\r"));
+          assert.match(err, /^progress langchain_pg_embedding: 50 rows, .*rows\/s, \d+%$/m);
+          assert.match(err, /^progress langchain_pg_embedding: 120 rows, .*, 100%, done$/m);
+        }
+      }
+    });
+  } finally {
+    await db.drop();
+  }
+});
