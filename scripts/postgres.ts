@@ -67,9 +67,7 @@ export async function ensurePostgres(): Promise<PostgresInstall> {
     await aptInstall(["postgresql"]);
     install = await findInstall();
     if (!install) {
-      throw new Error(
-        `apt installed postgresql, but no server is in ${PG_ROOT}.`,
-      );
+      throw new Error(`apt installed postgresql, but no server is in ${PG_ROOT}.`);
     }
   }
   await installPgvector(install.major);
@@ -229,9 +227,7 @@ async function installPgvector(major: number): Promise<void> {
   }).output();
   if (found.success) return await aptInstall([packaged]);
 
-  progress(
-    `${packaged} is not in apt; building pgvector from Debian's source package`,
-  );
+  progress(`${packaged} is not in apt; building pgvector from Debian's source package`);
   const work = await Deno.makeTempDir({ prefix: "pgvb-pgvector-" });
   try {
     // A private apt setup, so the machine's own sources and lists stay as they are.
@@ -243,20 +239,13 @@ async function installPgvector(major: number): Promise<void> {
       ...["-o", `Dir::State::Lists=${work}/lists`],
     ];
     await run("apt-get", [...privateApt, "update"]);
-    await run("apt-get", [
-      ...privateApt,
-      "source",
-      "--download-only",
-      "pgvector",
-    ], { cwd: work });
+    await run("apt-get", [...privateApt, "source", "--download-only", "pgvector"], { cwd: work });
     let tarball: string | undefined;
     for await (const entry of Deno.readDir(work)) {
       if (entry.name.includes(".orig.tar.")) tarball = `${work}/${entry.name}`;
     }
     if (!tarball) {
-      throw new Error(
-        `apt-get source pgvector left no .orig.tar.* in ${work}.`,
-      );
+      throw new Error(`apt-get source pgvector left no .orig.tar.* in ${work}.`);
     }
     const source = `${work}/src`;
     await Deno.mkdir(source);
@@ -267,17 +256,13 @@ async function installPgvector(major: number): Promise<void> {
     // OPTFLAGS= drops pgvector's default -march=native, as Debian does, so the
     // build also runs if this machine image moves to another CPU.
     const make = [`PG_CONFIG=${PG_ROOT}/${major}/bin/pg_config`, "OPTFLAGS="];
-    await run("make", [`-j${navigator.hardwareConcurrency}`, ...make], {
-      cwd: source,
-    });
+    await run("make", [`-j${navigator.hardwareConcurrency}`, ...make], { cwd: source });
     await run("make", ["install", ...make], { cwd: source });
   } finally {
     await Deno.remove(work, { recursive: true });
   }
   if (!await exists(vectorControl(major))) {
-    throw new Error(
-      `pgvector was built, but ${vectorControl(major)} is missing.`,
-    );
+    throw new Error(`pgvector was built, but ${vectorControl(major)} is missing.`);
   }
 }
 
@@ -315,9 +300,7 @@ async function startServer(
         await Deno.remove(logFile);
         continue;
       }
-      throw new Error(
-        `PostgreSQL did not start; end of its log:\n${tail(log)}`,
-      );
+      throw new Error(`PostgreSQL did not start; end of its log:\n${tail(log)}`);
     }
   }
 }
@@ -363,9 +346,7 @@ async function run(
   const decoder = new TextDecoder();
   const output = decoder.decode(stdout) + decoder.decode(stderr);
   if (code !== 0) {
-    throw new Error(
-      `${command} ${args.join(" ")} exited with ${code}:\n${tail(output)}`,
-    );
+    throw new Error(`${command} ${args.join(" ")} exited with ${code}:\n${tail(output)}`);
   }
   return output;
 }
@@ -447,9 +428,7 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (error) {
-    console.error(
-      `postgres: ${error instanceof Error ? error.message : error}`,
-    );
+    console.error(`postgres: ${error instanceof Error ? error.message : error}`);
     Deno.exit(1);
   }
 }

@@ -73,24 +73,20 @@ export async function freshDatabase(
   };
 }
 
-/** Runs `psql` with arguments and returns stdout as bytes; fails on a non-zero exit. */
-export async function psql(
-  url: string,
-  ...args: string[]
-): Promise<Uint8Array> {
-  const output = await new Deno.Command("psql", {
-    args: [
-      "--no-psqlrc",
-      "--quiet",
-      "-v",
-      "ON_ERROR_STOP=1",
-      "-d",
-      url,
-      ...args,
-    ],
+/** Runs `psql` with arguments (and optional stdin); returns stdout, fails on a non-zero exit. */
+export async function psql(url: string, args: string[], input?: Uint8Array): Promise<Uint8Array> {
+  const child = new Deno.Command("psql", {
+    args: ["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "-d", url, ...args],
+    stdin: input ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  if (input) {
+    const writer = child.stdin.getWriter();
+    await writer.write(input);
+    await writer.close();
+  }
+  const output = await child.output();
   if (!output.success) {
     throw new Error(`psql failed: ${new TextDecoder().decode(output.stderr)}`);
   }
@@ -99,13 +95,12 @@ export async function psql(
 
 /** PostgreSQL's own `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)`, via psql. */
 export function copyCsv(url: string, table: string): Promise<Uint8Array> {
-  return psql(
-    url,
+  return psql(url, [
     "-c",
     "SET synchronize_seqscans = off",
     "-c",
     `COPY ${table} TO STDOUT WITH (FORMAT csv, HEADER)`,
-  );
+  ]);
 }
 
 /** A temp folder removed after `fn`, whatever happens. */
