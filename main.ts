@@ -7,7 +7,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { backupCommand } from "./src/cli.ts";
+import { backupCommand, healthCommand } from "./src/cli.ts";
 import { loadConfig } from "./src/config.ts";
 import { BackupError, classifyError } from "./src/errors.ts";
 import { jsonLogger, redact } from "./src/log.ts";
@@ -111,6 +111,17 @@ Exit codes: 0 success, 2 usage error, 3 task folder not found,
         json: values.json as boolean,
         quiet: values.quiet as boolean,
       }),
+  },
+  health: {
+    summary: "ask a running server's /healthz; exit 0 when healthy",
+    usage: `pgvector-backup health [--url URL]
+
+  --url URL            the health endpoint (default http://127.0.0.1:8084/healthz)`,
+    options: {
+      url: { type: "string", default: "http://127.0.0.1:8084/healthz" },
+      help: { type: "boolean", short: "h" },
+    },
+    run: (values) => healthCommand(values.url as string),
   },
 };
 

@@ -126,3 +126,18 @@ export function summary(result: BackupResult): string {
   lines.push(`Done in ${result.duration.toFixed(3)} s`);
   return lines.join("\n") + "\n";
 }
+
+/**
+ * `health`: asks a running server's `/healthz`; exit 0 only on 200. The
+ * container image has no curl, so its HEALTHCHECK runs this.
+ */
+export async function healthCommand(url: string, io: CommandIo = processIo): Promise<number> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    io.stdout(`${await response.text()}\n`);
+    return response.ok ? 0 : 1;
+  } catch (error) {
+    io.stderr.write(`error: ${url} did not answer: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
