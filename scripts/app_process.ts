@@ -43,6 +43,7 @@ export async function runMain(
 /** A `main.ts serve` process on a free port. */
 export interface RunningServer {
   base: string;
+  pid: number;
   /** Everything the server wrote to stderr so far. */
   logs(): string;
   stop(): Promise<number>;
@@ -79,12 +80,13 @@ export async function startServer(
   });
   return {
     base: `http://127.0.0.1:${port}`,
+    pid: child.pid,
     logs: () => logs,
     async stop() {
       try {
         child.kill("SIGTERM");
-      } catch {
-        // already gone
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error; // it had already exited
       }
       const status = await child.status;
       await reading;

@@ -159,30 +159,23 @@ export async function resolveBackupFolder(
   if (taskId !== undefined) {
     let info: Deno.FileInfo | undefined;
     try {
-      info = await Deno.stat(join(base, taskId));
+      parent = await Deno.realPath(join(base, taskId));
+      info = await Deno.stat(parent);
     } catch {
       info = undefined;
     }
     if (!info?.isDirectory) {
-      throw new BackupError(
-        "RESOURCE_NOT_FOUND",
-        `The task folder does not exist: ${taskId}.`,
-      );
+      throw new BackupError("RESOURCE_NOT_FOUND", `The task folder does not exist: ${taskId}.`);
     }
-    parent = join(base, taskId);
+    // Checked before anything is created in it: a link may not lead the
+    // server out of the data folder, not even to make an empty folder.
+    if (!isInside(base, parent)) throw escapes(taskId);
   }
   const folder = join(parent, folderName);
   try {
     await Deno.mkdir(folder, { recursive: true });
     const real = await Deno.realPath(folder);
-    if (!isInside(base, real)) {
-      throw new BackupError(
-        "FORBIDDEN",
-        `The backup folder of ${
-          taskId ?? "the data folder"
-        } leads outside the data folder through a link; refusing to write there.`,
-      );
-    }
+    if (!isInside(base, real)) throw escapes(taskId);
     return real;
   } catch (error) {
     if (error instanceof BackupError) throw error;
@@ -191,6 +184,15 @@ export async function resolveBackupFolder(
       `Cannot create the backup folder ${folder}: ${(error as Error).message}.`,
     );
   }
+}
+
+function escapes(taskId: string | undefined): BackupError {
+  return new BackupError(
+    "FORBIDDEN",
+    `The backup folder of ${
+      taskId ?? "the data folder"
+    } leads outside the data folder through a link; refusing to write there.`,
+  );
 }
 
 function isInside(base: string, path: string): boolean {

@@ -115,7 +115,16 @@ Deno.test("HTTP API", async (t) => {
   const answers: string[] = [];
   await withTempDir(async (dataDir) => {
     await Deno.mkdir(join(dataDir, TASK));
-    const server = await startServer(["--db", main.url, "--data-dir", dataDir]);
+    const configPath = join(dataDir, "config.json");
+    await Deno.writeTextFile(configPath, JSON.stringify({ connect_timeout: 2 }));
+    const server = await startServer([
+      "--db",
+      main.url,
+      "--data-dir",
+      dataDir,
+      "--config",
+      configPath,
+    ]);
     const record = async (answer: Promise<Answer>) => {
       const a = await answer;
       answers.push(a.text);
@@ -316,7 +325,55 @@ Deno.test("HTTP API", async (t) => {
         assert.equal((answer.body.data as Record<string, unknown>).database, "reachable");
       });
 
+      await t.step(
+        "a task folder or vector_bak linking outside the data folder is refused",
+        async () => {
+          await withTempDir(async (outside) => {
+            await Deno.symlink(outside, join(dataDir, "task_link"));
+            assertError(await record(post(server, '{"task_id": "task_link"}')), 403, "FORBIDDEN");
+            await Deno.mkdir(join(dataDir, "task_inner"));
+            await Deno.symlink(outside, join(dataDir, "task_inner", "vector_bak"));
+            assertError(await record(post(server, '{"task_id": "task_inner"}')), 403, "FORBIDDEN");
+            assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), []);
+          });
+        },
+      );
+
+      await t.step(
+        "503 when the database accepts TCP but never answers (connect timeout)",
+        async () => {
+          const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+          const held: Deno.Conn[] = [];
+          const accepting = (async () => {
+            for await (const conn of silent) held.push(conn);
+          })();
+          try {
+            const port = (silent.addr as Deno.NetAddr).port;
+            const started = performance.now();
+            const data = assertError(
+              await record(post(
+                server,
+                JSON.stringify({ db_connection: `postgresql://u:pw@127.0.0.1:${port}/db` }),
+              )),
+              503,
+              "SERVICE_UNAVAILABLE",
+            );
+            assert.equal(data.can_retry, true);
+            const seconds = (performance.now() - started) / 1000;
+            assert.ok(
+              seconds >= 1.5 && seconds < 6,
+              `gave up after ${seconds} s, not the configured 2 s`,
+            );
+          } finally {
+            silent.close();
+            await accepting.catch(() => {});
+            for (const conn of held) conn.close();
+          }
+        },
+      );
+
       await t.step("1,000 generated bodies never give a 5xx or a non-envelope answer", async () => {
+        const fdsBefore = await openFiles(server.pid);
         const random = mulberry32(20250721);
         for (let i = 0; i < 1000; i++) {
           const body = randomBody(random);
@@ -330,6 +387,11 @@ Deno.test("HTTP API", async (t) => {
           assert.equal(typeof envelope.data.response, "string");
         }
         assert.equal((await call(server, "/healthz")).status, 200);
+        const [{ n }] = await main.sql`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE application_name = 'pgvector-backup'`;
+        assert.equal(n, 0, "every request's connections are closed");
+        const fdsAfter = await openFiles(server.pid);
+        assert.ok(fdsAfter <= fdsBefore + 2, `open files grew from ${fdsBefore} to ${fdsAfter}`);
       });
     } finally {
       assert.equal(await server.stop(), 0);
@@ -379,6 +441,11 @@ Deno.test("bearer token and allow_request_db_connection", async () => {
   });
   await db.drop();
 });
+
+/** How many file descriptors a process holds. */
+async function openFiles(pid: number): Promise<number> {
+  return (await Array.fromAsync(Deno.readDir(`/proc/${pid}/fd`))).length;
+}
 
 /** A small seeded generator, so the generated bodies are the same every run. */
 function mulberry32(seed: number): () => number {
