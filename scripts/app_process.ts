@@ -46,6 +46,9 @@ export interface RunningServer {
   pid: number;
   /** Everything the server wrote to stderr so far. */
   logs(): string;
+  /** Resolves once the server's stderr matches `pattern`; returns the match. */
+  waitForLog(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Sends SIGTERM and resolves with the exit code. */
   stop(): Promise<number>;
 }
 
@@ -62,26 +65,38 @@ export async function startServer(
     stdin: "null",
   }).spawn();
   let logs = "";
-  let onLine: (() => void) | undefined;
+  const waiters = new Set<() => void>();
   const reading = (async () => {
     for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
       logs += text;
-      onLine?.();
+      for (const wake of waiters) wake();
     }
   })();
-  const port = await new Promise<number>((resolve, reject) => {
-    const look = () => {
-      const match = logs.match(/"msg":"listening","address":"[^"]*:(\d+)"/);
-      if (match) resolve(Number(match[1]));
-    };
-    onLine = look;
-    child.status.then((status) => reject(new Error(`server exited ${status.code}: ${logs}`)));
-    look();
+  const exited = child.status.then((status) => {
+    throw new Error(`server exited with ${status.code}: ${logs}`);
   });
+  exited.catch(() => {});
+  const waitForLog = (pattern: RegExp) =>
+    Promise.race([
+      exited,
+      new Promise<RegExpMatchArray>((resolve) => {
+        const look = () => {
+          const match = logs.match(pattern);
+          if (match) {
+            waiters.delete(look);
+            resolve(match);
+          }
+        };
+        waiters.add(look);
+        look();
+      }),
+    ]);
+  const [, port] = await waitForLog(/"msg":"listening","address":"[^"]*:(\d+)"/);
   return {
     base: `http://127.0.0.1:${port}`,
     pid: child.pid,
     logs: () => logs,
+    waitForLog,
     async stop() {
       try {
         child.kill("SIGTERM");

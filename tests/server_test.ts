@@ -442,6 +442,42 @@ Deno.test("bearer token and allow_request_db_connection", async () => {
   await db.drop();
 });
 
+for (const grace of [30, 0]) {
+  Deno.test(`SIGTERM during a backup with truncate, grace ${grace} s: done or rolled back, then exit`, async () => {
+    const db = await freshDatabase({ layout: "langchain_postgres", rows: 20_000, dimensions: 128 });
+    try {
+      await withTempDir(async (dataDir) => {
+        const configPath = join(dataDir, "config.json");
+        await Deno.writeTextFile(configPath, JSON.stringify({ progress_interval: 1000 }));
+        const server = await startServer([
+          ...["--db", db.url, "--data-dir", dataDir, "--config", configPath],
+          ...["--shutdown-grace", String(grace)],
+        ]);
+        const answer = post(server, '{"truncate_vector_tables": true}');
+        await server.waitForLog(/"msg":"progress","task_id":null,"table":"langchain_pg_embedding"/);
+        const [code, result] = await Promise.all([server.stop(), answer]);
+        assert.equal(code, 0);
+        const names = await Array.fromAsync(
+          Deno.readDir(join(dataDir, "vector_bak")),
+          (e) => e.name,
+        );
+        assert.ok(!names.some((n) => n.endsWith(".tmp")), names.join(", "));
+        if (grace > 0 || result.status === 200) {
+          assertSuccess(result);
+          assert.equal(names.filter((n) => n.endsWith(".csv")).length, 2);
+          assert.equal(await count(db, "langchain_pg_embedding"), 0);
+        } else {
+          assertError(result, 503, "SERVICE_UNAVAILABLE");
+          assert.equal(names.filter((n) => n.endsWith(".csv")).length, 0);
+          assert.equal(await count(db, "langchain_pg_embedding"), 20_000);
+        }
+      });
+    } finally {
+      await db.drop();
+    }
+  });
+}
+
 /** How many file descriptors a process holds. */
 async function openFiles(pid: number): Promise<number> {
   return (await Array.fromAsync(Deno.readDir(`/proc/${pid}/fd`))).length;
