@@ -7,7 +7,13 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { backupCommand, healthCommand } from "./src/cli.ts";
+import {
+  backupCommand,
+  healthCommand,
+  listCommand,
+  restoreCommand,
+  verifyCommand,
+} from "./src/cli.ts";
 import { loadConfig } from "./src/config.ts";
 import { BackupError, classifyError } from "./src/errors.ts";
 import { jsonLogger, redact } from "./src/log.ts";
@@ -83,6 +89,7 @@ const COMMANDS: Record<string, Command> = {
   --gzip               write .csv.gz
   --data-dir DIR       data folder (default data_pipeline/training_data)
   --config FILE        JSON config file
+  --keep N             afterwards keep only the newest N complete sets in that folder
   --json               print the HTTP envelope on stdout
   --quiet              no progress, no warnings
 
@@ -95,11 +102,15 @@ Exit codes: 0 success, 2 usage error, 3 task folder not found,
       "no-backup": { type: "boolean", default: false },
       engine: { type: "string" },
       gzip: { type: "boolean", default: false },
+      keep: { type: "string" },
       json: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
     run: (values) =>
       backupCommand({
+        keep: values.keep === undefined
+          ? undefined
+          : wholeNumber(values.keep as string, "--keep", 1, 100_000),
         taskId: values["task-id"] as string | undefined,
         db: values.db as string | undefined,
         truncate: values.truncate as boolean,
@@ -110,6 +121,103 @@ Exit codes: 0 success, 2 usage error, 3 task folder not found,
         config: values.config as string | undefined,
         json: values.json as boolean,
         quiet: values.quiet as boolean,
+      }),
+  },
+  restore: {
+    summary: "load a backup set back into the database",
+    usage: `pgvector-backup restore --timestamp STAMP [options]
+
+  --timestamp STAMP    the set to restore, e.g. 20250721_234914
+  --task-id ID         the set is in <data-dir>/ID/vector_bak
+  --path DIR           the set is in <data-dir>/DIR (instead of --task-id)
+  --table NAME         restore only this table (repeatable)
+  --truncate-before-restore  empty the target tables first (same transaction)
+  --db URL             target database (else config, DATABASE_URL, PG* variables)
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the HTTP envelope on stdout
+  --quiet              no warnings
+
+All tables load in one transaction: on any error the target is left as it was.`,
+    options: {
+      ...COMMON,
+      timestamp: { type: "string" },
+      "task-id": { type: "string" },
+      path: { type: "string" },
+      table: { type: "string", multiple: true },
+      "truncate-before-restore": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+    run: (values) =>
+      restoreCommand({
+        timestamp: values.timestamp as string | undefined,
+        taskId: values["task-id"] as string | undefined,
+        path: values.path as string | undefined,
+        tables: values.table as unknown as string[] | undefined,
+        truncateBeforeRestore: values["truncate-before-restore"] as boolean,
+        db: values.db as string | undefined,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
+        quiet: values.quiet as boolean,
+      }),
+  },
+  list: {
+    summary: "list the backup sets under the data folder, newest first",
+    usage: `pgvector-backup list [options]
+
+  --task-id ID         only this task's sets
+  --global-only        only the sets in <data-dir>/vector_bak
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the HTTP envelope on stdout`,
+    options: {
+      "data-dir": COMMON["data-dir"],
+      config: COMMON.config,
+      help: COMMON.help,
+      "task-id": { type: "string" },
+      "global-only": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+    run: (values) =>
+      listCommand({
+        taskId: values["task-id"] as string | undefined,
+        globalOnly: values["global-only"] as boolean,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
+      }),
+  },
+  verify: {
+    summary: "re-hash backup files against their manifests",
+    usage: `pgvector-backup verify [--task-id ID | --path DIR] [--timestamp STAMP] [options]
+
+  --task-id ID         check <data-dir>/ID/vector_bak (default: <data-dir>/vector_bak)
+  --path DIR           check this backup folder
+  --timestamp STAMP    only this set
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the result as an envelope
+
+Exit 0 when every file matches its manifest, 1 when any does not (each is named).`,
+    options: {
+      "data-dir": COMMON["data-dir"],
+      config: COMMON.config,
+      help: COMMON.help,
+      "task-id": { type: "string" },
+      path: { type: "string" },
+      timestamp: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+    run: (values) =>
+      verifyCommand({
+        taskId: values["task-id"] as string | undefined,
+        path: values.path as string | undefined,
+        timestamp: values.timestamp as string | undefined,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
       }),
   },
   health: {

@@ -19,10 +19,13 @@ import {
   copyOut,
   cursorOut,
   type DatabaseTarget,
+  EXCLUSIVE_LOCK_SQL,
+  type Sql,
   type TransactionSql,
 } from "./database.ts";
 import { BackupError, classifyError } from "./errors.ts";
 import { fileTimestamp, formatFileSize, isoTimestamp, seconds } from "./format.ts";
+import { gzipStream } from "./gzip.ts";
 import type { Logger } from "./log.ts";
 import {
   type ColumnInfo,
@@ -99,10 +102,9 @@ export interface BackupResult {
   timestamp: string;
   engine: Engine;
   manifest_file: string | null;
+  /** Stamps of older sets removed by `keep_last`. */
+  retention_deleted: string[];
 }
-
-/** Session-level advisory lock: one backup per database, across processes. */
-const LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pgvector-backup', 0)) AS acquired";
 
 /** How many later seconds to try when a set name is already taken. */
 const STAMP_ATTEMPTS = 3600;
@@ -127,6 +129,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     timestamp: isoTimestamp(startedAt),
     engine: options.engine,
     manifest_file: null,
+    retention_deleted: [],
   };
   if (!backup) {
     result.duration = seconds(started);
@@ -187,8 +190,12 @@ async function backUpSet(
 ): Promise<void> {
   const sql = connect(options.target);
   const files: AtomicFile[] = [];
+  // A stop request must also end waits inside the database (a lock held by
+  // a long writer, a slow query): closing the connection rolls back.
+  const stop = () => sql.end({ timeout: 0 });
+  options.signal?.addEventListener("abort", stop);
   try {
-    const [{ acquired }] = await sql.unsafe(LOCK_SQL);
+    const [{ acquired }] = await sql.unsafe(EXCLUSIVE_LOCK_SQL);
     if (!acquired) {
       throw new BackupError(
         "BACKUP_IN_PROGRESS",
@@ -200,6 +207,7 @@ async function backUpSet(
       SELECT current_database() AS name,
              current_setting('server_version') AS postgres,
              (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector`;
+    await checkPrivileges(sql, options);
     const mode = options.truncate
       ? "ISOLATION LEVEL REPEATABLE READ"
       : "ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -296,7 +304,43 @@ async function backUpSet(
     result.manifest_file = null;
     throw error;
   } finally {
+    options.signal?.removeEventListener("abort", stop);
     await sql.end({ timeout: 5 });
+  }
+}
+
+/**
+ * Fails before any lock or file, naming the table and the missing privilege,
+ * so that a role set up for reading only gets a sentence it can act on.
+ */
+async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> {
+  for (const table of options.tables) {
+    const [access] = await sql`
+      SELECT current_user AS role,
+             to_regclass(${table}) IS NOT NULL AS present,
+             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
+             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'TRUNCATE') AS can_truncate`;
+    if (!access.present) {
+      throw new BackupError(
+        "DATABASE_ERROR",
+        `Table ${table} does not exist in this database; check the connection and the table list.`,
+        false,
+      );
+    }
+    if (!access.can_select) {
+      throw new BackupError(
+        "DATABASE_ERROR",
+        `Role ${access.role} lacks the SELECT privilege on ${table}; run GRANT SELECT ON ${table} TO ${access.role}.`,
+        false,
+      );
+    }
+    if (options.truncate && options.truncateTables.includes(table) && !access.can_truncate) {
+      throw new BackupError(
+        "DATABASE_ERROR",
+        `Role ${access.role} lacks the TRUNCATE privilege on ${table}, so it cannot be emptied after the backup; run GRANT TRUNCATE ON ${table} TO ${access.role}, or back up without truncate.`,
+        false,
+      );
+    }
   }
 }
 
@@ -430,14 +474,6 @@ async function exportTable(
   finished();
   meter.finish();
   return meter.rows;
-}
-
-/** `CompressionStream` typed for the bytes it really takes and gives. */
-function gzipStream(): TransformStream<Uint8Array, Uint8Array> {
-  return new CompressionStream("gzip") as unknown as TransformStream<
-    Uint8Array,
-    Uint8Array
-  >;
 }
 
 /** Counts a table's rows and bytes and reports them every `progressInterval` rows. */

@@ -7,10 +7,11 @@
  * @module
  */
 
-import { join, relative, resolve, sep } from "node:path";
 import { type BackupResult, runBackup, type TableProgress } from "./backup.ts";
-import type { Config } from "./config.ts";
+import { type Config, setNaming } from "./config.ts";
 import { BackupError } from "./errors.ts";
+import { applyRetention } from "./backup_sets.ts";
+import { resolveBackupFolder } from "./folders.ts";
 import { type Logger, registerSecret } from "./log.ts";
 
 /** The CONTRACT's request, validated. */
@@ -135,72 +136,6 @@ export function checkDatabaseUrl(text: string, name: string): string {
   return text;
 }
 
-/**
- * The folder a backup goes to: `<dataDir>/<taskId>/<folder>` (the task folder
- * must exist) or `<dataDir>/<folder>`, created when missing. Refuses any
- * folder whose real path, links followed, is outside the data folder.
- */
-export async function resolveBackupFolder(
-  dataDir: string,
-  taskId: string | undefined,
-  folderName: string,
-): Promise<string> {
-  let base: string;
-  try {
-    await Deno.mkdir(dataDir, { recursive: true });
-    base = await Deno.realPath(dataDir);
-  } catch (error) {
-    throw new BackupError(
-      "STORAGE_ERROR",
-      `Cannot use the data folder ${dataDir}: ${(error as Error).message}.`,
-    );
-  }
-  let parent = base;
-  if (taskId !== undefined) {
-    let info: Deno.FileInfo | undefined;
-    try {
-      parent = await Deno.realPath(join(base, taskId));
-      info = await Deno.stat(parent);
-    } catch {
-      info = undefined;
-    }
-    if (!info?.isDirectory) {
-      throw new BackupError("RESOURCE_NOT_FOUND", `The task folder does not exist: ${taskId}.`);
-    }
-    // Checked before anything is created in it: a link may not lead the
-    // server out of the data folder, not even to make an empty folder.
-    if (!isInside(base, parent)) throw escapes(taskId);
-  }
-  const folder = join(parent, folderName);
-  try {
-    await Deno.mkdir(folder, { recursive: true });
-    const real = await Deno.realPath(folder);
-    if (!isInside(base, real)) throw escapes(taskId);
-    return real;
-  } catch (error) {
-    if (error instanceof BackupError) throw error;
-    throw new BackupError(
-      "STORAGE_ERROR",
-      `Cannot create the backup folder ${folder}: ${(error as Error).message}.`,
-    );
-  }
-}
-
-function escapes(taskId: string | undefined): BackupError {
-  return new BackupError(
-    "FORBIDDEN",
-    `The backup folder of ${
-      taskId ?? "the data folder"
-    } leads outside the data folder through a link; refusing to write there.`,
-  );
-}
-
-function isInside(base: string, path: string): boolean {
-  const rel = relative(base, path);
-  return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) &&
-    resolve(base, rel) === path;
-}
-
 /** What a door may pass along: where logs go and who hears progress. */
 export interface RunHooks {
   logger: Logger;
@@ -244,7 +179,7 @@ export async function executeBackup(
     request.taskId,
     config.folderName,
   );
-  return await runBackup({
+  const result = await runBackup({
     target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
     tables: config.tables,
@@ -261,4 +196,16 @@ export async function executeBackup(
     onProgress: hooks.onProgress,
     signal: hooks.signal,
   });
+  if (config.keepLast !== undefined && result.backup_performed) {
+    try {
+      result.retention_deleted = await applyRetention(
+        directory,
+        config.keepLast,
+        setNaming(config),
+      );
+    } catch (error) {
+      result.errors.push(`keep_last: could not delete old sets: ${(error as Error).message}`);
+    }
+  }
+  return result;
 }

@@ -8,11 +8,19 @@
 
 import type { BackupResult, Engine } from "./backup.ts";
 import { executeBackup, parseBackupRequest } from "./backup_request.ts";
-import { loadConfig } from "./config.ts";
+import { listFolder, verifySet } from "./backup_sets.ts";
+import { loadConfig, setNaming } from "./config.ts";
 import { errorEnvelope, successEnvelope } from "./envelope.ts";
-import { classifyError } from "./errors.ts";
+import { BackupError, classifyError } from "./errors.ts";
+import { locateBackupFolder } from "./folders.ts";
 import { jsonLogger, type Logger, redact } from "./log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
+import {
+  executeRestore,
+  listBackups,
+  parseListQuery,
+  parseRestoreRequest,
+} from "./restore_request.ts";
 
 /** The flags of `backup`, as parsed by `main.ts`. */
 export interface BackupFlags {
@@ -24,6 +32,7 @@ export interface BackupFlags {
   gzip: boolean;
   dataDir?: string;
   config?: string;
+  keep?: number;
   json: boolean;
   quiet: boolean;
 }
@@ -55,10 +64,45 @@ function cliLogger(io: CommandIo, quiet: boolean): Logger {
   };
 }
 
+/** Exit codes of a run stopped by a signal, as shells report them. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * Runs `work` with a signal that SIGINT and SIGTERM abort, so a stopped run
+ * rolls back and removes its files instead of dying half-way. Returns the
+ * exit code of the signal when one arrived.
+ */
+async function interruptible(work: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const controller = new AbortController();
+  let received: keyof typeof SIGNAL_EXIT | undefined;
+  const handlers = (Object.keys(SIGNAL_EXIT) as (keyof typeof SIGNAL_EXIT)[]).map((name) => {
+    const handler = () => {
+      received ??= name;
+      controller.abort();
+    };
+    Deno.addSignalListener(name, handler);
+    return [name, handler] as const;
+  });
+  try {
+    const code = await work(controller.signal);
+    return received ? SIGNAL_EXIT[received] : code;
+  } finally {
+    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+  }
+}
+
 /** `backup`: runs one backup and returns the exit code. */
 export async function backupCommand(
   flags: BackupFlags,
   io: CommandIo = processIo,
+): Promise<number> {
+  return await interruptible((signal) => runBackupCommand(flags, io, signal));
+}
+
+async function runBackupCommand(
+  flags: BackupFlags,
+  io: CommandIo,
+  signal: AbortSignal,
 ): Promise<number> {
   try {
     const config = await loadConfig(flags.config, {
@@ -66,6 +110,7 @@ export async function backupCommand(
       database: flags.db,
       engine: flags.engine as Engine | undefined,
       gzip: flags.gzip || undefined,
+      keepLast: flags.keep,
     });
     const request = parseBackupRequest({
       task_id: flags.taskId,
@@ -77,6 +122,7 @@ export async function backupCommand(
         ? jsonLogger((l) => io.stderr.write(l + "\n"))
         : cliLogger(io, flags.quiet),
       onProgress: flags.quiet || flags.json ? undefined : progressReporter(io.stderr),
+      signal,
     });
     io.stdout(
       flags.json
@@ -85,10 +131,7 @@ export async function backupCommand(
     );
     return 0;
   } catch (error) {
-    const failure = classifyError(error, "running the backup");
-    if (flags.json) io.stdout(JSON.stringify(errorEnvelope(failure)) + "\n");
-    io.stderr.write(redact(`error: ${failure.message}\n`));
-    return failure.exitCode;
+    return reportFailure(error, "running the backup", flags.json, io);
   }
 }
 
@@ -140,4 +183,186 @@ export async function healthCommand(url: string, io: CommandIo = processIo): Pro
     io.stderr.write(`error: ${url} did not answer: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+/** The flags of `restore`, as parsed by `main.ts`. */
+export interface RestoreFlags {
+  taskId?: string;
+  path?: string;
+  timestamp?: string;
+  tables?: string[];
+  db?: string;
+  truncateBeforeRestore: boolean;
+  dataDir?: string;
+  config?: string;
+  json: boolean;
+  quiet: boolean;
+}
+
+/** `restore`: loads one set back and returns the exit code. */
+export async function restoreCommand(
+  flags: RestoreFlags,
+  io: CommandIo = processIo,
+): Promise<number> {
+  try {
+    const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
+    const request = parseRestoreRequest({
+      task_id: flags.taskId,
+      backup_path: flags.path,
+      timestamp: flags.timestamp,
+      tables: flags.tables?.length ? flags.tables : undefined,
+      truncate_before_restore: flags.truncateBeforeRestore,
+    }, config);
+    const result = await executeRestore(request, config, { logger: cliLogger(io, flags.quiet) });
+    if (flags.json) {
+      io.stdout(JSON.stringify(successEnvelope("Vector表恢复完成", result)) + "\n");
+    } else {
+      const lines = [`Restored set ${result.backup_timestamp} from ${result.backup_directory}`];
+      if (result.truncate_performed) lines.push("Emptied the target tables first");
+      for (const [table, t] of Object.entries(result.tables_restored)) {
+        lines.push(
+          `  ${table}: ${
+            t.rows_restored.toLocaleString("en-US")
+          } rows from ${t.backup_file} (${t.file_size}) in ${t.duration.toFixed(3)} s`,
+        );
+      }
+      for (const warning of result.warnings) lines.push(`warning: ${warning}`);
+      io.stdout(lines.join("\n") + "\n");
+    }
+    return 0;
+  } catch (error) {
+    return reportFailure(error, "restoring", flags.json, io);
+  }
+}
+
+/** The flags of `list`. */
+export interface ListFlags {
+  taskId?: string;
+  globalOnly: boolean;
+  dataDir?: string;
+  config?: string;
+  json: boolean;
+}
+
+/** `list`: every set under the data folder, newest first. */
+export async function listCommand(flags: ListFlags, io: CommandIo = processIo): Promise<number> {
+  try {
+    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    const query = new URLSearchParams();
+    if (flags.taskId !== undefined) query.set("task_id", flags.taskId);
+    if (flags.globalOnly) query.set("global_only", "true");
+    const listing = await listBackups(parseListQuery(query), config);
+    if (flags.json) {
+      io.stdout(JSON.stringify(successEnvelope("备份列表获取成功", listing)) + "\n");
+      return 0;
+    }
+    const lines = [];
+    for (const set of listing.backup_sets) {
+      const state = !set.complete ? "INCOMPLETE" : set.legacy ? "legacy" : "complete";
+      lines.push(
+        `${set.timestamp}  ${set.task_id ?? "(global)"}  ${state}  ${set.backup_directory}`,
+      );
+      for (const f of set.files) {
+        lines.push(`    ${f.file}  ${f.file_size}${f.rows === null ? "" : `  ${f.rows} rows`}`);
+      }
+      for (const problem of set.problems) lines.push(`    problem: ${problem}`);
+    }
+    for (const leftover of listing.leftovers) {
+      lines.push(`leftover: ${leftover.backup_directory}/${leftover.file}`);
+    }
+    lines.push(`${listing.total_sets} set(s)`);
+    io.stdout(lines.join("\n") + "\n");
+    return 0;
+  } catch (error) {
+    return reportFailure(error, "listing backups", flags.json, io);
+  }
+}
+
+/** The flags of `verify`. */
+export interface VerifyFlags {
+  taskId?: string;
+  path?: string;
+  timestamp?: string;
+  dataDir?: string;
+  config?: string;
+  json: boolean;
+}
+
+/**
+ * `verify`: re-hashes and re-counts every file of the chosen sets against
+ * their manifests. Exit 0 when all match, 1 naming each file that does not.
+ */
+export async function verifyCommand(
+  flags: VerifyFlags,
+  io: CommandIo = processIo,
+): Promise<number> {
+  try {
+    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    if (flags.taskId !== undefined && flags.path !== undefined) {
+      throw new BackupError("INVALID_PARAMS", "Give --task-id or --path, not both.");
+    }
+    const directory = flags.path ??
+      await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
+    const { sets } = await listFolder(directory, setNaming(config));
+    const chosen = flags.timestamp === undefined
+      ? sets
+      : sets.filter((s) => s.stamp === flags.timestamp);
+    if (chosen.length === 0) {
+      throw new BackupError(
+        "RESOURCE_NOT_FOUND",
+        `No backup set${flags.timestamp ? ` ${flags.timestamp}` : ""} in ${directory}.`,
+      );
+    }
+    const report = [];
+    let allOk = true;
+    for (const set of chosen) {
+      const files = set.complete ? await verifySet(set) : [];
+      const ok = set.complete && files.every((f) => f.ok);
+      allOk &&= ok;
+      report.push({
+        timestamp: set.stamp,
+        ok,
+        legacy: set.manifest === null,
+        problems: set.problems,
+        files,
+      });
+    }
+    if (flags.json) {
+      io.stdout(
+        JSON.stringify(successEnvelope("校验完成", { directory, ok: allOk, sets: report })) + "\n",
+      );
+    } else {
+      const lines = [];
+      for (const set of report) {
+        lines.push(
+          `${set.timestamp}: ${set.ok ? "OK" : "MISMATCH"}${
+            set.legacy ? " (no manifest: rows counted only)" : ""
+          }`,
+        );
+        for (const problem of set.problems) lines.push(`  ${problem}`);
+        for (const f of set.files) {
+          lines.push(
+            `  ${f.ok ? "ok      " : "MISMATCH"} ${f.file}: ${f.rows} rows${
+              f.problem ? `, ${f.problem}` : ""
+            }`,
+          );
+        }
+      }
+      io.stdout(lines.join("\n") + "\n");
+    }
+    if (!allOk) {
+      io.stderr.write("error: some backup files do not match their manifest (see above)\n");
+    }
+    return allOk ? 0 : 1;
+  } catch (error) {
+    return reportFailure(error, "verifying backups", flags.json, io);
+  }
+}
+
+/** Prints a failure (as the envelope with --json) and returns its exit code. */
+function reportFailure(error: unknown, what: string, json: boolean, io: CommandIo): number {
+  const failure = classifyError(error, what);
+  if (json) io.stdout(JSON.stringify(errorEnvelope(failure)) + "\n");
+  io.stderr.write(redact(`error: ${failure.message}\n`));
+  return failure.exitCode;
 }

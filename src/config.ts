@@ -26,6 +26,8 @@ export interface Config {
   progressInterval: number;
   connectTimeoutSeconds: number;
   gzip: boolean;
+  /** After a successful backup, keep only this many complete sets in its folder. */
+  keepLast: number | undefined;
 }
 
 /** The CONTRACT's defaults. */
@@ -43,6 +45,7 @@ export const DEFAULT_CONFIG: Config = {
   progressInterval: 50_000,
   connectTimeoutSeconds: 10,
   gzip: false,
+  keepLast: undefined,
 };
 
 /** Table names are plain lower-case identifiers, optionally schema-qualified. */
@@ -97,6 +100,7 @@ const FILE_KEYS: Record<string, [keyof Config, Check]> = {
   progress_interval: ["progressInterval", count(1_000_000_000)],
   connect_timeout: ["connectTimeoutSeconds", count(3600)],
   gzip: ["gzip", flag],
+  keep_last: ["keepLast", count(100_000)],
 };
 
 /** Settings given as camelCase values, e.g. from flags; undefined means "not given". */
@@ -147,6 +151,11 @@ export function buildConfig(
     }
   }
   return config;
+}
+
+/** The settings that name backup sets on disk. */
+export function setNaming(config: Config): { tables: string[]; timestampFormat: string } {
+  return { tables: config.tables, timestampFormat: config.timestampFormat };
 }
 
 /** Reads and checks a JSON config file. */

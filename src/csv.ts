@@ -8,6 +8,9 @@
  * is empty, or holds `,`, `"`, CR or LF, or (only when the row has a single
  * column) is exactly `\.`; inside quotes `"` is doubled.
  *
+ * Restores read CSV back: PostgreSQL's own, and the `\r\n` CSV of Python's
+ * `csv` module in which the original Python tool wrote its backups.
+ *
  * @module
  */
 
@@ -36,6 +39,10 @@ class ByteBuffer {
     const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
     grown.set(this.#bytes.subarray(0, this.#length));
     this.#bytes = grown;
+  }
+
+  get length(): number {
+    return this.#length;
   }
 
   pushByte(byte: number): void {
@@ -175,4 +182,219 @@ export class CsvRecordCounter {
     this.#records += completed;
     return completed;
   }
+}
+
+/** Where the parser stands between two bytes. */
+const FIELD_START = 0; // before a field's first byte
+const UNQUOTED = 1; // inside a field that did not open with a quote
+const QUOTED = 2; // inside quotes
+const AFTER_QUOTE = 3; // after a quote inside quotes: it closed the field, unless a second follows
+const AFTER_CR = 4; // after a CR that ended a row: only LF may follow
+
+/**
+ * Splits CSV bytes into rows one chunk at a time. A field's bytes are copied
+ * out of the chunk in which it ends; the part of a field that began in an
+ * earlier chunk waits in a buffer, because the caller may reuse its chunks.
+ */
+class CsvParser {
+  readonly #batchRows: number;
+  #state = FIELD_START;
+  /** Whether the current field opened with a quote, so that empty means "" and not NULL. */
+  #quoted = false;
+  /** Where the current field's bytes not yet copied begin, in the current chunk. */
+  #start = 0;
+  /** In AFTER_QUOTE: where those bytes end (at the quote). */
+  #end = 0;
+  /** The current field's bytes from earlier chunks, or from before a doubled quote. */
+  #carried = new ByteBuffer(1024);
+  /** The 1-based line of the next byte, and the line where the current quoted field opened. */
+  #line = 1;
+  #fieldLine = 1;
+  #row: (Uint8Array | null)[] = [];
+  #rows: TextRow[] = [];
+  #batches: TextRow[][] = [];
+
+  constructor(batchRows: number) {
+    this.#batchRows = batchRows;
+  }
+
+  /** Reads one chunk and returns the batches it completed. */
+  push(chunk: Uint8Array): TextRow[][] {
+    // The next LF at or after where newlines inside quotes were last counted;
+    // remembered so that many quoted fields do not rescan the chunk.
+    let nextLf = -2;
+    let i = 0;
+    while (i < chunk.length) {
+      switch (this.#state) {
+        case FIELD_START:
+          this.#quoted = chunk[i] === QUOTE;
+          if (this.#quoted) {
+            this.#fieldLine = this.#line;
+            i++;
+            this.#state = QUOTED;
+          } else {
+            this.#state = UNQUOTED;
+          }
+          this.#start = i;
+          break;
+        case UNQUOTED: {
+          let j = i;
+          while (j < chunk.length) {
+            const byte = chunk[j];
+            if (byte === COMMA || byte === LF || byte === CR || byte === QUOTE) break;
+            j++;
+          }
+          i = j;
+          if (j === chunk.length) break;
+          if (chunk[j] === QUOTE) throw this.#error("a quote inside an unquoted field");
+          this.#endField(chunk, j);
+          this.#afterField(chunk[j]);
+          i++;
+          break;
+        }
+        case QUOTED: {
+          const quote = chunk.indexOf(QUOTE, i);
+          const end = quote === -1 ? chunk.length : quote;
+          if (nextLf !== -1 && nextLf < i) nextLf = chunk.indexOf(LF, i);
+          while (nextLf !== -1 && nextLf < end) {
+            this.#line++;
+            nextLf = chunk.indexOf(LF, nextLf + 1);
+          }
+          i = end;
+          if (quote === -1) break;
+          this.#end = quote;
+          this.#state = AFTER_QUOTE;
+          i++;
+          break;
+        }
+        case AFTER_QUOTE: {
+          const byte = chunk[i];
+          if (byte === QUOTE) {
+            // A doubled quote: the bytes before the pair are data, and so is this second quote.
+            this.#carried.pushBytes(chunk.subarray(this.#start, this.#end));
+            this.#start = i;
+            this.#state = QUOTED;
+          } else if (byte === COMMA || byte === LF || byte === CR) {
+            this.#endField(chunk, this.#end);
+            this.#afterField(byte);
+          } else {
+            throw this.#error("text after the closing quote of a field");
+          }
+          i++;
+          break;
+        }
+        case AFTER_CR:
+          if (chunk[i] !== LF) {
+            throw this.#error("a carriage return outside quotes without a newline");
+          }
+          this.#line++;
+          this.#state = FIELD_START;
+          i++;
+          break;
+      }
+    }
+    if (this.#state === UNQUOTED || this.#state === QUOTED) {
+      this.#carried.pushBytes(chunk.subarray(this.#start));
+    } else if (this.#state === AFTER_QUOTE) {
+      this.#carried.pushBytes(chunk.subarray(this.#start, this.#end));
+    }
+    this.#start = 0;
+    this.#end = 0;
+    return this.#takeBatches();
+  }
+
+  /** Ends the input, completing a last row that has no newline; returns the last batches. */
+  finish(): TextRow[][] {
+    switch (this.#state) {
+      case QUOTED:
+        throw new SyntaxError(`CSV line ${this.#fieldLine}: a quoted field is never closed`);
+      case FIELD_START:
+        // After a comma the row holds one more field, empty and unquoted: NULL.
+        if (this.#row.length > 0) {
+          this.#row.push(null);
+          this.#endRow();
+        }
+        break;
+      case UNQUOTED:
+      case AFTER_QUOTE:
+        this.#endField(new Uint8Array(0), 0);
+        this.#endRow();
+        break;
+    }
+    if (this.#rows.length > 0) this.#batches.push(this.#rows);
+    this.#rows = [];
+    return this.#takeBatches();
+  }
+
+  /** Completes the current field, whose last bytes run from `#start` to `end` in this chunk. */
+  #endField(chunk: Uint8Array, end: number): void {
+    let value: Uint8Array | null;
+    if (this.#carried.length > 0) {
+      this.#carried.pushBytes(chunk.subarray(this.#start, end));
+      value = this.#carried.take();
+    } else if (end > this.#start || this.#quoted) {
+      value = chunk.slice(this.#start, end);
+    } else {
+      value = null; // an unquoted empty field, which COPY reads as NULL
+    }
+    this.#row.push(value);
+  }
+
+  /** Acts on the byte that ended a field: a comma, or LF or CR ending the row. */
+  #afterField(byte: number): void {
+    if (byte === COMMA) {
+      this.#state = FIELD_START;
+      return;
+    }
+    this.#endRow();
+    if (byte === LF) {
+      this.#line++;
+      this.#state = FIELD_START;
+    } else {
+      this.#state = AFTER_CR;
+    }
+  }
+
+  #endRow(): void {
+    this.#rows.push(this.#row);
+    this.#row = [];
+    if (this.#rows.length === this.#batchRows) {
+      this.#batches.push(this.#rows);
+      this.#rows = [];
+    }
+  }
+
+  #takeBatches(): TextRow[][] {
+    const batches = this.#batches;
+    this.#batches = [];
+    return batches;
+  }
+
+  #error(problem: string): SyntaxError {
+    return new SyntaxError(`CSV line ${this.#line}: ${problem}`);
+  }
+}
+
+/**
+ * A `TransformStream` from CSV bytes to batches of up to `batchRows` rows. It
+ * reads PostgreSQL's CSV and that of Python's `csv` module alike: rows end with
+ * `\n` or `\r\n`, quotes are doubled inside quoted fields, and a CR inside
+ * quotes is data. A field is null when it is empty and unquoted (COPY reads
+ * NULL), and empty when it is `""`. The header is a row like any other. A
+ * malformed input errors the stream with a `SyntaxError` naming the 1-based
+ * line; a last row without a newline is accepted.
+ */
+export function csvParseStream(batchRows = 1000): TransformStream<Uint8Array, TextRow[]> {
+  if (!Number.isInteger(batchRows) || batchRows < 1) {
+    throw new RangeError(`batchRows must be a positive integer, not ${batchRows}`);
+  }
+  const parser = new CsvParser(batchRows);
+  return new TransformStream({
+    transform(chunk, controller) {
+      for (const batch of parser.push(chunk)) controller.enqueue(batch);
+    },
+    flush(controller) {
+      for (const batch of parser.finish()) controller.enqueue(batch);
+    },
+  });
 }

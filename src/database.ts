@@ -1,6 +1,7 @@
 /**
- * The one place that knows postgres.js: how connections are opened, how a
- * table's rows leave the database, and the workarounds that needs.
+ * The one place that knows the PostgreSQL drivers: how connections are
+ * opened, how a table's rows leave the database (postgres.js) and come back
+ * in (node-postgres), and the workarounds each needs.
  *
  * postgres.js 3.4.9 can hang the statement that follows a `COPY ... TO
  * STDOUT` on the same connection (upstream #499, #1016). So every export runs
@@ -10,8 +11,13 @@
  * @module
  */
 
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 import postgres from "postgres";
 import type { TextRow } from "./csv.ts";
+import type { ColumnInfo } from "./manifest.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
@@ -110,4 +116,126 @@ export function cursorOut(
     }
   }
   return ReadableStream.from(batches());
+}
+
+/**
+ * Takes the lock that makes backups and restores of one database exclude
+ * each other, across processes; it is held until the session ends.
+ */
+export const EXCLUSIVE_LOCK_SQL =
+  "SELECT pg_try_advisory_lock(hashtextextended('pgvector-backup', 0)) AS acquired";
+
+/** `"schema"."table"` or `"table"`: names are checked plain identifiers, quoted anyway. */
+function quoteIdentifier(name: string): string {
+  return name.split(".").map((part) => `"${part.replaceAll('"', '""')}"`).join(".");
+}
+
+/** A restore's session: one connection, one transaction, `COPY ... FROM STDIN` per table. */
+export interface LoadSession {
+  /** Takes the backup/restore lock of the database; false when another run holds it. */
+  tryLock(): Promise<boolean>;
+  /** A table's columns from the catalog; null when the table does not exist. */
+  columns(table: string): Promise<ColumnInfo[] | null>;
+  /** Empties the tables in one statement, inside the transaction. */
+  truncate(tables: readonly string[]): Promise<void>;
+  /** Streams CSV with a header into the listed columns; returns COPY's own row count. */
+  copyIn(
+    table: string,
+    columns: readonly string[],
+    csv: ReadableStream<Uint8Array>,
+  ): Promise<number>;
+  commit(): Promise<void>;
+  /** Rolls back whatever was not committed and closes the connection. */
+  close(): Promise<void>;
+}
+
+/** pg reports lost connections in words only; give them the codes postgres.js uses. */
+function withConnectionCode(error: unknown): unknown {
+  if (error instanceof Error && !("code" in error && error.code)) {
+    if (/timeout/i.test(error.message)) Object.assign(error, { code: "CONNECT_TIMEOUT" });
+    else if (/Connection terminated|not queryable/i.test(error.message)) {
+      Object.assign(error, { code: "CONNECTION_CLOSED" });
+    }
+  }
+  return error;
+}
+
+/**
+ * Opens a load session and begins its transaction.
+ *
+ * Restores use node-postgres (`pg` with `pg-copy-streams`), not postgres.js:
+ * a failing `COPY ... FROM STDIN` through postgres.js 3.4.9's `.writable()`
+ * never settles and its error is lost (upstream #1173), while pg reports the
+ * error with its line and column and keeps the connection usable for the
+ * ROLLBACK.
+ */
+export async function openLoadSession(target: DatabaseTarget): Promise<LoadSession> {
+  const client = new pg.Client({
+    connectionString: target.url,
+    connectionTimeoutMillis: target.connectTimeoutSeconds * 1000,
+    application_name: "pgvector-backup",
+  });
+  // An error event without a listener would crash the process; the failing
+  // call reports it instead.
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("BEGIN");
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw withConnectionCode(error);
+  }
+  let open = true;
+  const run = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (error) {
+      throw withConnectionCode(error);
+    }
+  };
+  return {
+    tryLock: () =>
+      run(async () => (await client.query(EXCLUSIVE_LOCK_SQL)).rows[0].acquired === true),
+    columns: (table) =>
+      run(async () => {
+        const { rows } = await client.query(
+          `SELECT attname AS name, format_type(atttypid, atttypmod) AS type
+           FROM pg_attribute
+           WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+           ORDER BY attnum`,
+          [table],
+        );
+        return rows.length === 0 ? null : rows as ColumnInfo[];
+      }),
+    truncate: (tables) =>
+      run(async () => {
+        await client.query(`TRUNCATE ${tables.map(quoteIdentifier).join(", ")}`);
+      }),
+    copyIn: (table, columns, csv) =>
+      run(async () => {
+        const copy = client.query(copyFrom(
+          `COPY ${quoteIdentifier(table)} (${columns.map(quoteIdentifier).join(", ")})
+           FROM STDIN WITH (FORMAT csv, HEADER)`,
+        ));
+        // Under Deno a process whose only pending work is a paused pg socket
+        // can exit with "Top-level await promise never resolved"; a live
+        // timer for the length of the copy keeps it running.
+        const keepAlive = setInterval(() => {}, 1000);
+        try {
+          await pipeline(Readable.from(csv), copy);
+        } finally {
+          clearInterval(keepAlive);
+        }
+        return copy.rowCount;
+      }),
+    commit: () =>
+      run(async () => {
+        await client.query("COMMIT");
+        open = false;
+      }),
+    async close() {
+      if (open) await client.query("ROLLBACK").catch(() => {});
+      await client.end().catch(() => {});
+    },
+  };
 }

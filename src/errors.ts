@@ -70,7 +70,8 @@ export class BackupError extends Error {
 interface DriverError {
   code?: string;
   message?: string;
-  table_name?: string;
+  /** Where in a COPY it failed: "COPY t, line 31, column embedding: ...". */
+  where?: string;
 }
 
 const UNREACHABLE_CODES = new Set([
@@ -103,7 +104,7 @@ export function classifyError(error: unknown, what: string): BackupError {
   if (error instanceof DOMException && error.name === "AbortError") {
     return new BackupError(
       "SERVICE_UNAVAILABLE",
-      `The service is shutting down; ${what} was stopped and cleaned up. Retry once it is back.`,
+      `Stopped by a shutdown request while ${what}; everything was rolled back and cleaned up. Retry once the service is back.`,
       true,
     );
   }
@@ -126,7 +127,7 @@ export function classifyError(error: unknown, what: string): BackupError {
   }
   const driver = (error ?? {}) as DriverError;
   const code = driver.code ?? "";
-  const detail = driver.message ?? String(error);
+  const detail = (driver.message ?? String(error)) + (driver.where ? ` (${driver.where})` : "");
   if (UNREACHABLE_CODES.has(code) || isServerGone(code)) {
     return new BackupError(
       "SERVICE_UNAVAILABLE",

@@ -18,12 +18,19 @@ import { connect } from "./database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
 import { BackupError, classifyError } from "./errors.ts";
 import { isoTimestamp } from "./format.ts";
+import {
+  executeRestore,
+  listBackups,
+  parseListQuery,
+  parseRestoreRequest,
+  setFilePath,
+} from "./restore_request.ts";
 import type { Logger } from "./log.ts";
 
 /** Request bodies above this size are refused unread. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-const BACKUP_PATH = "/api/v0/data_pipeline/vector/backup";
+const API = "/api/v0/data_pipeline/vector";
 
 /** What the server needs besides the settings. */
 export interface ServerContext {
@@ -33,7 +40,12 @@ export interface ServerContext {
   shutdown: AbortSignal;
 }
 
-type Handler = (request: Request, context: ServerContext) => Promise<Response>;
+/** Answers one route; `params` are the path's named groups. */
+type Handler = (
+  request: Request,
+  context: ServerContext,
+  params: Record<string, string | undefined>,
+) => Promise<Response>;
 
 interface Route {
   pattern: URLPattern;
@@ -41,14 +53,14 @@ interface Route {
 }
 
 const ROUTES: Route[] = [
+  { pattern: new URLPattern({ pathname: `${API}/backup` }), methods: { POST: handleBackup } },
+  { pattern: new URLPattern({ pathname: `${API}/restore` }), methods: { POST: handleRestore } },
+  { pattern: new URLPattern({ pathname: `${API}/restore/list` }), methods: { GET: handleList } },
   {
-    pattern: new URLPattern({ pathname: BACKUP_PATH }),
-    methods: { POST: handleBackup },
+    pattern: new URLPattern({ pathname: `${API}/backup/files/:scope/:file` }),
+    methods: { GET: handleDownload },
   },
-  {
-    pattern: new URLPattern({ pathname: "/healthz" }),
-    methods: { GET: handleHealth },
-  },
+  { pattern: new URLPattern({ pathname: "/healthz" }), methods: { GET: handleHealth } },
 ];
 
 /** Answers one HTTP request; never throws, always an envelope. */
@@ -81,7 +93,12 @@ async function route(
   context: ServerContext,
 ): Promise<Response> {
   const url = new URL(request.url);
-  const match = ROUTES.find((r) => r.pattern.test(url));
+  let params: Record<string, string | undefined> = {};
+  const match = ROUTES.find((r) => {
+    const found = r.pattern.exec(url);
+    if (found) params = found.pathname.groups;
+    return found !== null;
+  });
   if (!match) {
     throw new BackupError(
       "RESOURCE_NOT_FOUND",
@@ -101,7 +118,7 @@ async function route(
     return response;
   }
   if (url.pathname !== "/healthz") checkToken(request, context.config.token);
-  return await handler(request, context);
+  return await handler(request, context, params);
 }
 
 async function handleBackup(
@@ -115,6 +132,44 @@ async function handleBackup(
     signal: context.shutdown,
   });
   return json(successEnvelope("Vector表备份完成", result));
+}
+
+async function handleRestore(request: Request, context: ServerContext): Promise<Response> {
+  const restoreRequest = parseRestoreRequest(await readJsonBody(request), context.config);
+  const result = await executeRestore(restoreRequest, context.config, {
+    logger: context.logger,
+    signal: context.shutdown,
+  });
+  return json(successEnvelope("Vector表恢复完成", result));
+}
+
+async function handleList(request: Request, context: ServerContext): Promise<Response> {
+  const listRequest = parseListQuery(new URL(request.url).searchParams);
+  const listing = await listBackups(listRequest, context.config);
+  return json(successEnvelope("备份列表获取成功", listing));
+}
+
+async function handleDownload(
+  _request: Request,
+  context: ServerContext,
+  params: Record<string, string | undefined>,
+): Promise<Response> {
+  const file = decodeURIComponent(params.file ?? "");
+  const path = await setFilePath(decodeURIComponent(params.scope ?? ""), file, context.config);
+  const opened = await Deno.open(path);
+  const { size } = await opened.stat();
+  const type = file.endsWith(".gz")
+    ? "application/gzip"
+    : file.endsWith(".json")
+    ? "application/json"
+    : "text/csv; charset=utf-8";
+  return new Response(opened.readable, {
+    headers: {
+      "content-type": type,
+      "content-length": String(size),
+      "content-disposition": `attachment; filename="${file}"`,
+    },
+  });
 }
 
 async function handleHealth(

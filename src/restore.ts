@@ -1,0 +1,304 @@
+/**
+ * The restore engine: loads one backup set back with `COPY ... FROM STDIN`,
+ * all tables in ONE transaction, so a failure anywhere leaves the target
+ * exactly as it was.
+ *
+ * Before anything is loaded, the set's files are checked against its
+ * manifest (SHA-256 and row count) and the tables' columns against the
+ * target's. Legacy sets of the original Python tool have no manifest and a
+ * Python dict repr in `cmetadata`; those values are converted to JSON while
+ * streaming.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { type BackupSet, findSet, type SetNaming, verifySet } from "./backup_sets.ts";
+import { csvHeader, csvParseStream, csvRows, type TextRow } from "./csv.ts";
+import { type DatabaseTarget, type LoadSession, openLoadSession } from "./database.ts";
+import { BackupError, classifyError } from "./errors.ts";
+import { formatFileSize, isoTimestamp, seconds } from "./format.ts";
+import { gunzipStream } from "./gzip.ts";
+import type { Logger } from "./log.ts";
+import type { ColumnInfo } from "./manifest.ts";
+import { pythonLiteralToJson } from "./python_literal.ts";
+
+/** Everything one restore needs; the doors build it from a request. */
+export interface RestoreOptions {
+  target: DatabaseTarget;
+  /** The backup folder holding the set. */
+  directory: string;
+  stamp: string;
+  /** Which tables to restore; all of the set when undefined. */
+  tables: readonly string[] | undefined;
+  truncateBeforeRestore: boolean;
+  naming: SetNaming;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+/** One table's entry in `tables_restored`. */
+export interface TableRestoreResult {
+  success: true;
+  rows_restored: number;
+  backup_file: string;
+  file_size: string;
+  bytes: number;
+  duration: number;
+}
+
+/** The result of a restore, shaped like the backup's. */
+export interface RestoreResult {
+  restore_performed: boolean;
+  truncate_performed: boolean;
+  backup_directory: string;
+  backup_timestamp: string;
+  legacy_set: boolean;
+  tables_restored: Record<string, TableRestoreResult>;
+  warnings: string[];
+  errors: string[];
+  duration: number;
+  timestamp: string;
+}
+
+/** The column LangChain keeps its metadata in; legacy sets hold Python reprs there. */
+const METADATA_COLUMN = "cmetadata";
+
+/**
+ * Restores one set. Throws `BackupError`; then nothing in the target changed.
+ */
+export async function runRestore(options: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const result: RestoreResult = {
+    restore_performed: false,
+    truncate_performed: false,
+    backup_directory: options.directory,
+    backup_timestamp: options.stamp,
+    legacy_set: false,
+    tables_restored: {},
+    warnings: [],
+    errors: [],
+    duration: 0,
+    timestamp: isoTimestamp(new Date()),
+  };
+  const set = await findSet(options.directory, options.stamp, options.naming);
+  result.legacy_set = set.manifest === null;
+  const files = chooseFiles(set, options);
+  await checkFiles(set, files.map((f) => f.name));
+
+  let session: LoadSession | undefined;
+  try {
+    session = await openLoadSession(options.target);
+    if (!await session.tryLock()) {
+      throw new BackupError(
+        "BACKUP_IN_PROGRESS",
+        "A backup or restore of this database is running; wait for it to finish and retry.",
+        true,
+      );
+    }
+    const plans = [];
+    for (const file of files) {
+      plans.push({ file, columns: await checkColumns(session, set, file.table) });
+    }
+    if (options.truncateBeforeRestore) {
+      await session.truncate(files.map((f) => f.table));
+      result.truncate_performed = true;
+    }
+    for (const { file, columns } of plans) {
+      const tableStarted = performance.now();
+      options.signal?.throwIfAborted();
+      const source = await openCsv(join(set.directory, file.name), file.gzip);
+      const csv = set.manifest
+        ? source
+        : source.pipeThrough(convertLegacyMetadata(file.name, result.warnings));
+      const rows = await session.copyIn(file.table, columns, csv);
+      result.tables_restored[file.table] = {
+        success: true,
+        rows_restored: rows,
+        backup_file: file.name,
+        file_size: formatFileSize(file.bytes),
+        bytes: file.bytes,
+        duration: seconds(tableStarted),
+      };
+      options.logger.info("table restored", { table: file.table, rows, file: file.name });
+    }
+    options.signal?.throwIfAborted();
+    await session.commit();
+    result.restore_performed = true;
+  } catch (error) {
+    throw classifyError(error, `restoring backup set ${options.stamp}`);
+  } finally {
+    await session?.close();
+  }
+  result.duration = seconds(started);
+  return result;
+}
+
+/** The set's files to load, in the set's table order (collections before embeddings). */
+function chooseFiles(set: BackupSet, options: RestoreOptions) {
+  const order = set.manifest?.tables.map((t) => t.table) ?? options.naming.tables;
+  const wanted = options.tables ?? order;
+  for (const table of wanted) {
+    if (!set.files.some((f) => f.table === table)) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        `Backup set ${set.stamp} has no file for table ${table}; it has ${
+          set.files.map((f) => f.table).join(", ")
+        }.`,
+      );
+    }
+  }
+  return order.filter((t) => wanted.includes(t))
+    .map((table) => set.files.find((f) => f.table === table)!);
+}
+
+/** Re-hashes the files about to be loaded; any difference from the manifest refuses the restore. */
+async function checkFiles(set: BackupSet, names: string[]): Promise<void> {
+  if (!set.manifest) return;
+  const checks = await verifySet({
+    ...set,
+    files: set.files.filter((f) => names.includes(f.name)),
+  });
+  const bad = checks.filter((c) => !c.ok);
+  if (bad.length > 0) {
+    throw new BackupError(
+      "STORAGE_ERROR",
+      `The backup does not match its manifest, nothing was restored: ${
+        bad.map((c) => `${c.file}: ${c.problem}`).join("; ")
+      }.`,
+    );
+  }
+}
+
+/**
+ * The columns to load, checked against the target: with a manifest they must
+ * match the target's names and types exactly; a legacy set's header must name
+ * columns the target has.
+ */
+async function checkColumns(
+  session: LoadSession,
+  set: BackupSet,
+  table: string,
+): Promise<string[]> {
+  const target = await session.columns(table);
+  if (!target) {
+    throw new BackupError(
+      "DATABASE_ERROR",
+      `Table ${table} does not exist in the target database; create it (LangChain does on first use) and retry.`,
+      false,
+    );
+  }
+  const entry = set.manifest?.tables.find((t) => t.table === table);
+  if (!entry) {
+    const header = await readHeader(set, table);
+    const missing = header.filter((name) => !target.some((c) => c.name === name));
+    if (missing.length > 0) {
+      throw new BackupError(
+        "DATABASE_ERROR",
+        `Table ${table} in the target has no column ${missing.join(", ")} found in the backup.`,
+        false,
+      );
+    }
+    return header;
+  }
+  const describe = (columns: ColumnInfo[]) => columns.map((c) => `${c.name} ${c.type}`).join(", ");
+  if (describe(entry.columns) !== describe(target)) {
+    throw new BackupError(
+      "DATABASE_ERROR",
+      `The columns of ${table} differ: backup (${describe(entry.columns)}), target (${
+        describe(target)
+      }); nothing was restored.`,
+      false,
+    );
+  }
+  return entry.columns.map((c) => c.name);
+}
+
+/** The column names in the first line of a legacy file. */
+async function readHeader(set: BackupSet, table: string): Promise<string[]> {
+  const file = set.files.find((f) => f.table === table)!;
+  const reader = (await openCsv(join(set.directory, file.name), file.gzip))
+    .pipeThrough(csvParseStream(1))
+    .getReader();
+  const { value } = await reader.read();
+  await reader.cancel();
+  const decoder = new TextDecoder();
+  const header: TextRow = value?.[0] ?? [];
+  return header.map((field) => decoder.decode(field ?? new Uint8Array()));
+}
+
+async function openCsv(path: string, gzip: boolean): Promise<ReadableStream<Uint8Array>> {
+  const file = await Deno.open(path);
+  return gzip ? file.readable.pipeThrough(gunzipStream()) : file.readable;
+}
+
+/**
+ * Rewrites a legacy file for COPY: the `cmetadata` values that are not JSON
+ * are read as Python literals and written as JSON. A value that is neither
+ * fails the restore with its row number.
+ */
+function convertLegacyMetadata(
+  file: string,
+  warnings: string[],
+): TransformStream<Uint8Array, Uint8Array> {
+  const parse = csvParseStream();
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  let metadataIndex = -1;
+  let row = 0;
+  let converted = 0;
+  const convert = new TransformStream<TextRow[], Uint8Array>({
+    transform(batch, controller) {
+      let rows = batch;
+      if (row === 0 && batch.length > 0) {
+        const header = batch[0].map((f) => decoder.decode(f ?? new Uint8Array()));
+        metadataIndex = header.indexOf(METADATA_COLUMN);
+        controller.enqueue(csvHeader(header));
+        rows = batch.slice(1);
+        row = 1;
+      }
+      const out = rows.map((fields) => {
+        row++;
+        const value = metadataIndex >= 0 ? fields[metadataIndex] : null;
+        if (value === null || value === undefined || value.length === 0) return fields;
+        const text = decoder.decode(value);
+        if (isJson(text)) return fields;
+        let json: string;
+        try {
+          json = pythonLiteralToJson(text);
+        } catch (error) {
+          throw new BackupError(
+            "INVALID_PARAMS",
+            `${file}, row ${row - 1}: cmetadata is neither JSON nor a Python literal (${
+              (error as Error).message
+            }); nothing was restored.`,
+          );
+        }
+        converted++;
+        const copy = [...fields];
+        copy[metadataIndex] = encoder.encode(json);
+        return copy;
+      });
+      if (out.length > 0) controller.enqueue(csvRows(out));
+    },
+    flush() {
+      if (converted > 0) {
+        warnings.push(
+          `${file}: legacy set without manifest; ${converted} cmetadata values converted from Python dict repr to JSON`,
+        );
+      } else {
+        warnings.push(`${file}: legacy set without manifest; no checksum to verify`);
+      }
+    },
+  });
+  return { writable: parse.writable, readable: parse.readable.pipeThrough(convert) };
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

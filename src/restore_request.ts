@@ -1,0 +1,299 @@
+/**
+ * Requests that read backups, as both doors receive them: restore a set,
+ * list the sets under the data folder, and find one file of a set for
+ * download. Validation is as strict as for backups, and every path stays
+ * inside the data folder.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { checkDatabaseUrl, databaseUrl, type RunHooks } from "./backup_request.ts";
+import { type BackupSet, listFolder, stampSource } from "./backup_sets.ts";
+import { type Config, setNaming } from "./config.ts";
+import { BackupError } from "./errors.ts";
+import { formatFileSize } from "./format.ts";
+import { isInside, locateBackupFolder } from "./folders.ts";
+import { manifestName } from "./manifest.ts";
+import { type RestoreResult, runRestore } from "./restore.ts";
+
+/** A validated restore request. */
+export interface RestoreRequest {
+  taskId: string | undefined;
+  backupPath: string | undefined;
+  timestamp: string;
+  tables: string[] | undefined;
+  dbConnection: string | undefined;
+  truncateBeforeRestore: boolean;
+}
+
+const RESTORE_FIELDS = [
+  "task_id",
+  "backup_path",
+  "timestamp",
+  "tables",
+  "db_connection",
+  "truncate_before_restore",
+];
+const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
+
+function invalid(message: string): never {
+  throw new BackupError("INVALID_PARAMS", message);
+}
+
+/** Checks a restore body against the settings (table names, stamp format). */
+export function parseRestoreRequest(body: unknown, config: Config): RestoreRequest {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    invalid('The request body must be a JSON object such as {"timestamp": "20250721_234914"}.');
+  }
+  const fields = body as Record<string, unknown>;
+  for (const name of Object.keys(fields)) {
+    if (!RESTORE_FIELDS.includes(name)) {
+      invalid(
+        `Unknown field ${JSON.stringify(name.slice(0, 64))}; allowed fields: ${
+          RESTORE_FIELDS.join(", ")
+        }.`,
+      );
+    }
+  }
+  const { task_id, backup_path, timestamp, tables, db_connection, truncate_before_restore } =
+    fields;
+  if (task_id !== undefined && (typeof task_id !== "string" || !TASK_ID.test(task_id))) {
+    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
+  }
+  if (backup_path !== undefined) {
+    if (typeof backup_path !== "string") invalid("backup_path must be a string.");
+    checkRelativePath(backup_path);
+  }
+  if (task_id !== undefined && backup_path !== undefined) {
+    invalid("Give task_id or backup_path, not both.");
+  }
+  if (typeof timestamp !== "string") {
+    invalid('timestamp is required: the stamp of the set, such as "20250721_234914".');
+  }
+  if (!new RegExp(`^${stampSource(config.timestampFormat)}$`).test(timestamp)) {
+    invalid(`timestamp ${JSON.stringify(timestamp.slice(0, 64))} is not a backup stamp.`);
+  }
+  if (tables !== undefined) {
+    if (!Array.isArray(tables) || tables.length === 0) {
+      invalid("tables must be a non-empty list of table names.");
+    }
+    for (const table of tables) {
+      if (typeof table !== "string" || !config.tables.includes(table)) {
+        invalid(`tables may only name ${config.tables.join(", ")}.`);
+      }
+    }
+  }
+  if (db_connection !== undefined && typeof db_connection !== "string") {
+    invalid("db_connection must be a string.");
+  }
+  if (typeof db_connection === "string") checkDatabaseUrl(db_connection, "db_connection");
+  if (truncate_before_restore !== undefined && typeof truncate_before_restore !== "boolean") {
+    invalid("truncate_before_restore must be true or false.");
+  }
+  return {
+    taskId: task_id as string | undefined,
+    backupPath: backup_path as string | undefined,
+    timestamp,
+    tables: tables as string[] | undefined,
+    dbConnection: db_connection as string | undefined,
+    truncateBeforeRestore: truncate_before_restore === true,
+  };
+}
+
+/** A path relative to the data folder: no absolute path, no `..`, no odd characters. */
+function checkRelativePath(path: string): void {
+  const parts = path.split("/");
+  if (
+    path.length > 512 || path.startsWith("/") ||
+    parts.some((p) => p === ".." || !/^[A-Za-z0-9_.-]*$/.test(p))
+  ) {
+    invalid("backup_path must be a folder path relative to the data folder, without '..'.");
+  }
+}
+
+/** Runs a validated restore with the settings: the single path of both doors. */
+export async function executeRestore(
+  request: RestoreRequest,
+  config: Config,
+  hooks: RunHooks,
+): Promise<RestoreResult> {
+  if (request.dbConnection !== undefined && !config.allowRequestDbConnection) {
+    throw new BackupError(
+      "FORBIDDEN",
+      "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
+    );
+  }
+  const url = databaseUrl(
+    { taskId: undefined, dbConnection: request.dbConnection, truncate: false, backup: true },
+    config,
+  );
+  const directory = await locateBackupFolder(config.dataDir, request, config.folderName);
+  return await runRestore({
+    target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
+    directory,
+    stamp: request.timestamp,
+    tables: request.tables,
+    truncateBeforeRestore: request.truncateBeforeRestore,
+    naming: setNaming(config),
+    logger: hooks.logger,
+    signal: hooks.signal,
+  });
+}
+
+/** Which folders a listing covers. */
+export interface ListRequest {
+  taskId: string | undefined;
+  globalOnly: boolean;
+}
+
+/** Checks the list endpoint's query string. */
+export function parseListQuery(params: URLSearchParams): ListRequest {
+  for (const key of params.keys()) {
+    if (key !== "task_id" && key !== "global_only") {
+      invalid(
+        `Unknown query parameter ${JSON.stringify(key.slice(0, 64))}; use task_id, global_only.`,
+      );
+    }
+  }
+  const taskId = params.get("task_id") || undefined;
+  if (taskId !== undefined && !TASK_ID.test(taskId)) {
+    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
+  }
+  const globalOnly = params.get("global_only") ?? "false";
+  if (!["true", "false", "1", "0", ""].includes(globalOnly)) {
+    invalid("global_only must be true or false.");
+  }
+  if (taskId !== undefined && (globalOnly === "true" || globalOnly === "1")) {
+    invalid("Give task_id or global_only, not both.");
+  }
+  return { taskId, globalOnly: globalOnly === "true" || globalOnly === "1" };
+}
+
+/** One set in a listing. */
+export interface ListedSet {
+  task_id: string | null;
+  backup_directory: string;
+  timestamp: string;
+  complete: boolean;
+  legacy: boolean;
+  sizes_match: boolean | null;
+  has_log: boolean;
+  files: { table: string; file: string; bytes: number; file_size: string; rows: number | null }[];
+  manifest_file: string | null;
+  total_bytes: number;
+  problems: string[];
+}
+
+/** The listing's answer. */
+export interface Listing {
+  data_directory: string;
+  backup_sets: ListedSet[];
+  total_sets: number;
+  leftovers: { task_id: string | null; backup_directory: string; file: string }[];
+}
+
+/** Every set under the data folder (global and per task), newest first. */
+export async function listBackups(request: ListRequest, config: Config): Promise<Listing> {
+  const folders: { taskId: string | null; directory: string }[] = [];
+  const add = async (taskId: string | null) => {
+    try {
+      const directory = await locateBackupFolder(
+        config.dataDir,
+        { taskId: taskId ?? undefined },
+        config.folderName,
+      );
+      folders.push({ taskId, directory });
+    } catch (error) {
+      if (!(error instanceof BackupError && error.type === "RESOURCE_NOT_FOUND")) throw error;
+    }
+  };
+  if (request.taskId !== undefined) {
+    await add(request.taskId);
+  } else {
+    await add(null);
+    if (!request.globalOnly) {
+      for await (const entry of readDirIfPresent(config.dataDir)) {
+        if (entry.isDirectory && TASK_ID.test(entry.name) && entry.name !== config.folderName) {
+          await add(entry.name);
+        }
+      }
+    }
+  }
+  const listing: Listing = {
+    data_directory: config.dataDir,
+    backup_sets: [],
+    total_sets: 0,
+    leftovers: [],
+  };
+  for (const { taskId, directory } of folders) {
+    const folder = await listFolder(directory, setNaming(config));
+    for (const set of folder.sets) listing.backup_sets.push(describe(set, taskId, folder.hasLog));
+    for (const file of folder.leftovers) {
+      listing.leftovers.push({ task_id: taskId, backup_directory: directory, file });
+    }
+  }
+  listing.backup_sets.sort((a, b) =>
+    a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0
+  );
+  listing.total_sets = listing.backup_sets.length;
+  return listing;
+}
+
+async function* readDirIfPresent(path: string): AsyncGenerator<Deno.DirEntry> {
+  try {
+    yield* Deno.readDir(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+function describe(set: BackupSet, taskId: string | null, hasLog: boolean): ListedSet {
+  const files = set.files.map((f) => ({
+    table: f.table,
+    file: f.name,
+    bytes: f.bytes,
+    file_size: formatFileSize(f.bytes),
+    rows: set.manifest?.tables.find((t) => t.file === f.name)?.row_count ?? null,
+  }));
+  return {
+    task_id: taskId,
+    backup_directory: set.directory,
+    timestamp: set.stamp,
+    complete: set.complete,
+    legacy: set.complete && set.manifest === null,
+    sizes_match: set.sizesMatch,
+    has_log: hasLog,
+    files,
+    manifest_file: set.manifest ? manifestName(set.stamp) : null,
+    total_bytes: files.reduce((sum, f) => sum + f.bytes, 0),
+    problems: set.problems,
+  };
+}
+
+/**
+ * The path of one file of a complete, listed set, for download: `scope` is a
+ * task id or `_global`. Anything else is `RESOURCE_NOT_FOUND`.
+ */
+export async function setFilePath(scope: string, file: string, config: Config): Promise<string> {
+  const notFound = () =>
+    new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
+  if (scope !== "_global" && !TASK_ID.test(scope)) throw notFound();
+  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
+  const directory = await locateBackupFolder(
+    config.dataDir,
+    { taskId: scope === "_global" ? undefined : scope },
+    config.folderName,
+  ).catch(() => {
+    throw notFound();
+  });
+  const { sets } = await listFolder(directory, setNaming(config));
+  const listed = sets.some((set) =>
+    set.complete &&
+    (set.files.some((f) => f.name === file) || (set.manifest && manifestName(set.stamp) === file))
+  );
+  if (!listed) throw notFound();
+  const path = join(directory, file);
+  if (!isInside(directory, path)) throw notFound();
+  return path;
+}
