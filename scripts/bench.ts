@@ -2,7 +2,7 @@
  * `deno task bench`: how fast and how lean a backup is, next to `psql \copy`.
  *
  * In a throwaway PostgreSQL it builds the LangChain tables with N embeddings
- * of D dimensions (default 100,000 x 384, about 430 MB of CSV), then
+ * of D dimensions (default 100,000 x 384, about 420 MB of CSV), then
  * alternates K rounds of three exports of `langchain_pg_embedding`: psql's
  * `\copy`, `main.ts backup --engine copy` and `--engine cursor`, each under
  * GNU time for wall-clock seconds and peak resident memory. On a two-core

@@ -38,7 +38,7 @@ import {
 /** How rows leave the database: PostgreSQL's COPY, or a cursor for poolers that block COPY. */
 export type Engine = "copy" | "cursor";
 
-/** Progress of one table, reported every `progressInterval` rows and at its end. */
+/** Progress of one table: at each milestone, live in between, and at its end. */
 export interface TableProgress {
   table: string;
   rows: number;
@@ -47,6 +47,8 @@ export interface TableProgress {
   estimatedRows: number | null;
   elapsed: number;
   rowsPerSecond: number;
+  /** Every `progressInterval` rows, and at the end: worth a log line. */
+  milestone: boolean;
   done: boolean;
 }
 
@@ -476,37 +478,48 @@ async function exportTable(
   return meter.rows;
 }
 
-/** Counts a table's rows and bytes and reports them every `progressInterval` rows. */
+/** Live progress reaches `onProgress` at most this often, between milestones too. */
+const LIVE_PROGRESS_MS = 200;
+
+/**
+ * Counts a table's rows and bytes. Every `progressInterval` rows is a
+ * milestone: logged, and printed as a line by the CLI. In between, live
+ * updates (for the progress bar and job status) come at most every 200 ms.
+ */
 class ProgressMeter {
   rows = 0;
   #bytes = 0;
-  #nextReport: number;
+  #nextMilestone: number;
   readonly #started = performance.now();
+  #lastReport = this.#started;
 
   constructor(
     private readonly options: BackupOptions,
     private readonly table: string,
     private readonly estimatedRows: number | null,
   ) {
-    this.#nextReport = options.progressInterval;
+    this.#nextMilestone = options.progressInterval;
   }
 
   update(rows: number, bytes: number): void {
     this.rows = rows;
     this.#bytes += bytes;
-    if (rows >= this.#nextReport) {
-      while (this.#nextReport <= rows) {
-        this.#nextReport += this.options.progressInterval;
+    if (rows >= this.#nextMilestone) {
+      while (this.#nextMilestone <= rows) {
+        this.#nextMilestone += this.options.progressInterval;
       }
-      this.#report(false);
+      this.#report(true, false);
+    } else if (performance.now() - this.#lastReport >= LIVE_PROGRESS_MS) {
+      this.#report(false, false);
     }
   }
 
   finish(): void {
-    this.#report(true);
+    this.#report(true, true);
   }
 
-  #report(done: boolean): void {
+  #report(milestone: boolean, done: boolean): void {
+    this.#lastReport = performance.now();
     const elapsed = seconds(this.#started);
     const progress: TableProgress = {
       table: this.table,
@@ -515,9 +528,10 @@ class ProgressMeter {
       estimatedRows: this.estimatedRows,
       elapsed,
       rowsPerSecond: elapsed > 0 ? Math.round(this.rows / elapsed) : this.rows,
+      milestone,
       done,
     };
-    if (!done) {
+    if (milestone && !done) {
       this.options.logger.info("progress", {
         task_id: this.options.taskId ?? null,
         table: this.table,

@@ -144,14 +144,23 @@ export interface RunHooks {
 }
 
 /**
- * The database of a request: its own `db_connection`, else the configured
- * one, else `DATABASE_URL`, else undefined for libpq's `PG*` variables.
+ * The database of a request: its own `db_connection` (where the settings
+ * allow one), else the configured one, else `DATABASE_URL`, else undefined
+ * for libpq's `PG*` variables.
  */
 export function databaseUrl(
-  request: BackupRequest,
+  request: Pick<BackupRequest, "dbConnection">,
   config: Config,
 ): string | undefined {
-  if (request.dbConnection !== undefined) return request.dbConnection;
+  if (request.dbConnection !== undefined) {
+    if (!config.allowRequestDbConnection) {
+      throw new BackupError(
+        "FORBIDDEN",
+        "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
+      );
+    }
+    return request.dbConnection;
+  }
   if (config.database !== undefined) {
     return checkDatabaseUrl(config.database, "The configured database");
   }
@@ -161,24 +170,34 @@ export function databaseUrl(
   return undefined;
 }
 
-/** Runs a validated request with the settings: the single path of both doors. */
-export async function executeBackup(
+/** A request checked against the settings and the disk, ready to run. */
+export interface PreparedBackup {
+  request: BackupRequest;
+  config: Config;
+  url: string | undefined;
+  directory: string;
+}
+
+/**
+ * Everything that can fail before the database is touched: the
+ * `db_connection` policy, the connection string, the task folder. The HTTP
+ * door calls it before answering 202 to an async request, so such mistakes
+ * still get their 4xx at once.
+ */
+export async function prepareBackup(
   request: BackupRequest,
   config: Config,
+): Promise<PreparedBackup> {
+  const url = databaseUrl(request, config);
+  const directory = await resolveBackupFolder(config.dataDir, request.taskId, config.folderName);
+  return { request, config, url, directory };
+}
+
+/** Runs a prepared backup, then applies `keep_last`. */
+export async function runPreparedBackup(
+  { request, config, url, directory }: PreparedBackup,
   hooks: RunHooks,
 ): Promise<BackupResult> {
-  if (request.dbConnection !== undefined && !config.allowRequestDbConnection) {
-    throw new BackupError(
-      "FORBIDDEN",
-      "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
-    );
-  }
-  const url = databaseUrl(request, config);
-  const directory = await resolveBackupFolder(
-    config.dataDir,
-    request.taskId,
-    config.folderName,
-  );
   const result = await runBackup({
     target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
@@ -208,4 +227,13 @@ export async function executeBackup(
     }
   }
   return result;
+}
+
+/** Runs a validated request with the settings: the single path of both doors. */
+export async function executeBackup(
+  request: BackupRequest,
+  config: Config,
+  hooks: RunHooks,
+): Promise<BackupResult> {
+  return await runPreparedBackup(await prepareBackup(request, config), hooks);
 }

@@ -204,6 +204,14 @@ export async function restoreCommand(
   flags: RestoreFlags,
   io: CommandIo = processIo,
 ): Promise<number> {
+  return await interruptible((signal) => runRestoreCommand(flags, io, signal));
+}
+
+async function runRestoreCommand(
+  flags: RestoreFlags,
+  io: CommandIo,
+  signal: AbortSignal,
+): Promise<number> {
   try {
     const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
     const request = parseRestoreRequest({
@@ -213,7 +221,10 @@ export async function restoreCommand(
       tables: flags.tables?.length ? flags.tables : undefined,
       truncate_before_restore: flags.truncateBeforeRestore,
     }, config);
-    const result = await executeRestore(request, config, { logger: cliLogger(io, flags.quiet) });
+    const result = await executeRestore(request, config, {
+      logger: cliLogger(io, flags.quiet),
+      signal,
+    });
     if (flags.json) {
       io.stdout(JSON.stringify(successEnvelope("Vector表恢复完成", result)) + "\n");
     } else {

@@ -237,21 +237,17 @@ class CsvParser {
           }
           this.#start = i;
           break;
-        case UNQUOTED: {
-          let j = i;
-          while (j < chunk.length) {
-            const byte = chunk[j];
+        case UNQUOTED:
+          while (i < chunk.length) {
+            const byte = chunk[i];
             if (byte === COMMA || byte === LF || byte === CR || byte === QUOTE) break;
-            j++;
+            i++;
           }
-          i = j;
-          if (j === chunk.length) break;
-          if (chunk[j] === QUOTE) throw this.#error("a quote inside an unquoted field");
-          this.#endField(chunk, j);
-          this.#afterField(chunk[j]);
-          i++;
+          if (i === chunk.length) break;
+          if (chunk[i] === QUOTE) throw this.#error("a quote inside an unquoted field");
+          this.#endField(chunk, i);
+          this.#afterField(chunk[i++]);
           break;
-        }
         case QUOTED: {
           const quote = chunk.indexOf(QUOTE, i);
           const end = quote === -1 ? chunk.length : quote;
@@ -260,11 +256,13 @@ class CsvParser {
             this.#line++;
             nextLf = chunk.indexOf(LF, nextLf + 1);
           }
-          i = end;
-          if (quote === -1) break;
-          this.#end = quote;
-          this.#state = AFTER_QUOTE;
-          i++;
+          if (quote === -1) {
+            i = chunk.length;
+          } else {
+            this.#end = quote;
+            this.#state = AFTER_QUOTE;
+            i = quote + 1;
+          }
           break;
         }
         case AFTER_QUOTE: {
@@ -305,6 +303,7 @@ class CsvParser {
 
   /** Ends the input, completing a last row that has no newline; returns the last batches. */
   finish(): TextRow[][] {
+    // AFTER_CR needs nothing: its row ended at the CR.
     switch (this.#state) {
       case QUOTED:
         throw new SyntaxError(`CSV line ${this.#fieldLine}: a quoted field is never closed`);
@@ -316,7 +315,7 @@ class CsvParser {
         }
         break;
       case UNQUOTED:
-      case AFTER_QUOTE:
+      case AFTER_QUOTE: // the field's bytes were all carried over from the last chunk
         this.#endField(new Uint8Array(0), 0);
         this.#endRow();
         break;
@@ -376,13 +375,15 @@ class CsvParser {
 }
 
 /**
- * A `TransformStream` from CSV bytes to batches of up to `batchRows` rows. It
- * reads PostgreSQL's CSV and that of Python's `csv` module alike: rows end with
- * `\n` or `\r\n`, quotes are doubled inside quoted fields, and a CR inside
- * quotes is data. A field is null when it is empty and unquoted (COPY reads
- * NULL), and empty when it is `""`. The header is a row like any other. A
- * malformed input errors the stream with a `SyntaxError` naming the 1-based
- * line; a last row without a newline is accepted.
+ * A `TransformStream` from CSV bytes to batches of up to `batchRows` rows, for
+ * PostgreSQL's CSV and that of Python's `csv` module alike. Rows end with `\n`
+ * or `\r\n`; inside quotes, quotes are doubled and CR and LF are data. A field
+ * is null when it is empty and unquoted (COPY reads NULL), and empty when it is
+ * `""`; either way its bytes are a fresh copy, safe to keep. The header is a row
+ * like any other. Malformed input (a quote inside an unquoted field, text after
+ * a closing quote, a CR outside quotes without its LF, an unclosed quoted field)
+ * errors the stream with a `SyntaxError` naming the 1-based line; a last row
+ * without a newline is accepted.
  */
 export function csvParseStream(batchRows = 1000): TransformStream<Uint8Array, TextRow[]> {
   if (!Number.isInteger(batchRows) || batchRows < 1) {

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pg from "pg";
@@ -71,20 +72,63 @@ async function openSnapshotReader(
   }
 }
 
+/** Only the rows whose `column` is one of `uuids`: a per-collection scope. */
+export interface RowFilter {
+  column: string;
+  uuids: readonly string[];
+}
+
+/**
+ * `WHERE <column> IN ('<uuid>', ...)`, written into the query text: COPY runs
+ * over the simple protocol, which takes no parameters. The uuids come from
+ * the catalog and are checked to be uuids, so nothing else can get in.
+ */
+function whereClause(sql: Sql, filter: RowFilter | undefined) {
+  if (!filter) return sql``;
+  for (const uuid of filter.uuids) {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(uuid)) {
+      throw new Error(`not a uuid: ${uuid}`);
+    }
+  }
+  const list = filter.uuids.length === 0 ? "NULL" : filter.uuids.map((u) => `'${u}'`).join(", ");
+  return sql`WHERE ${sql(filter.column)} IN (${sql.unsafe(list)})`;
+}
+
+/** CopyData messages (one row each) are joined into chunks of about this size. */
+const COPY_CHUNK = 1024 * 1024;
+
 /**
  * Streams `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)` as read in the
- * given snapshot: PostgreSQL writes the CSV itself.
+ * given snapshot: PostgreSQL writes the CSV itself. With a filter it copies
+ * `(SELECT * FROM <table> WHERE ...)`, which writes the same columns.
  */
 export function copyOut(
   target: DatabaseTarget,
   snapshotId: string,
   table: string,
+  filter?: RowFilter,
 ): ReadableStream<Uint8Array> {
   async function* chunks(): AsyncGenerator<Uint8Array> {
     const sql = await openSnapshotReader(target, snapshotId);
     try {
-      const stream = await sql`COPY ${sql(table)} TO STDOUT WITH (FORMAT csv, HEADER)`.readable();
-      for await (const chunk of stream) yield chunk as Uint8Array;
+      const source = filter
+        ? sql`(SELECT * FROM ${sql(table)} ${whereClause(sql, filter)})`
+        : sql`${sql(table)}`;
+      const stream = await sql`COPY ${source} TO STDOUT WITH (FORMAT csv, HEADER)`.readable();
+      // Rows arrive one message each; joining them spares the streams
+      // downstream a hundred thousand tiny chunks.
+      let parts: Uint8Array[] = [];
+      let size = 0;
+      for await (const chunk of stream) {
+        parts.push(chunk);
+        size += chunk.length;
+        if (size >= COPY_CHUNK) {
+          yield Buffer.concat(parts, size);
+          parts = [];
+          size = 0;
+        }
+      }
+      if (size > 0) yield Buffer.concat(parts, size);
     } finally {
       await sql.end({ timeout: 0 });
     }
@@ -103,11 +147,14 @@ export function cursorOut(
   table: string,
   columns: readonly string[],
   batchSize: number,
+  filter?: RowFilter,
 ): ReadableStream<TextRow[]> {
   async function* batches(): AsyncGenerator<TextRow[]> {
     const sql = await openSnapshotReader(target, snapshotId);
     try {
-      const cursor = sql`SELECT ${sql(columns as string[])} FROM ${sql(table)}`
+      const cursor = sql`SELECT ${sql(columns as string[])} FROM ${sql(table)} ${
+        whereClause(sql, filter)
+      }`
         .raw()
         .cursor(batchSize);
       for await (const rows of cursor) yield rows as unknown as TextRow[];
@@ -138,6 +185,8 @@ export interface LoadSession {
   columns(table: string): Promise<ColumnInfo[] | null>;
   /** Empties the tables in one statement, inside the transaction. */
   truncate(tables: readonly string[]): Promise<void>;
+  /** Deletes the rows whose `column` is one of `uuids` (a collection scope). */
+  deleteRows(table: string, filter: RowFilter): Promise<void>;
   /** Streams CSV with a header into the listed columns; returns COPY's own row count. */
   copyIn(
     table: string,
@@ -210,6 +259,15 @@ export async function openLoadSession(target: DatabaseTarget): Promise<LoadSessi
     truncate: (tables) =>
       run(async () => {
         await client.query(`TRUNCATE ${tables.map(quoteIdentifier).join(", ")}`);
+      }),
+    deleteRows: (table, filter) =>
+      run(async () => {
+        await client.query(
+          `DELETE FROM ${quoteIdentifier(table)} WHERE ${
+            quoteIdentifier(filter.column)
+          } = ANY ($1::uuid[])`,
+          [filter.uuids],
+        );
       }),
     copyIn: (table, columns, csv) =>
       run(async () => {

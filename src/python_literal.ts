@@ -13,6 +13,10 @@
  * @module
  */
 
+const BACKSLASH = 0x5c;
+const LF = 0x0a;
+const CR = 0x0d;
+
 /** Deeper nesting is refused with a message rather than left to overflow the stack. */
 const MAX_DEPTH = 500;
 
@@ -122,9 +126,10 @@ class LiteralParser {
       if (this.#eat("}")) break;
       if (!this.#eat(",")) throw this.#unexpected('"," or "}"');
     }
-    const members = [...entries.values()].map(({ name, value }) =>
-      `${JSON.stringify(name)}:${value}`
-    );
+    const members: string[] = [];
+    for (const { name, value } of entries.values()) {
+      members.push(`${JSON.stringify(name)}:${value}`);
+    }
     return `{${members.join(",")}}`;
   }
 
@@ -176,27 +181,33 @@ class LiteralParser {
   }
 
   #stringLiteral(): string {
+    const text = this.#text;
     const start = this.#pos;
-    const quote = this.#peek();
-    const delimiter = this.#text.startsWith(quote.repeat(3), start) ? quote.repeat(3) : quote;
-    this.#pos += delimiter.length;
+    const quote = text.charCodeAt(start);
+    const triple = text.charCodeAt(start + 1) === quote && text.charCodeAt(start + 2) === quote;
+    this.#pos += triple ? 3 : 1;
     let value = "";
-    let run = this.#pos; // where the text not yet added to `value` begins
     for (;;) {
-      const c = this.#peek();
-      if (c === "" || (delimiter.length === 1 && (c === "\n" || c === "\r"))) {
-        throw this.#error("unterminated string", start);
-      }
-      if (c === quote && this.#text.startsWith(delimiter, this.#pos)) {
-        value += this.#text.slice(run, this.#pos);
-        this.#pos += delimiter.length;
+      // Plain characters are taken a run at a time, up to a quote, backslash or line break.
+      let end = this.#pos;
+      while (end < text.length && !isStringStop(text.charCodeAt(end), quote)) end++;
+      value += text.slice(this.#pos, end);
+      this.#pos = end;
+      const c = text.charCodeAt(end);
+      if (c === BACKSLASH) {
+        value += this.#escape(start);
+      } else if (
+        c === quote &&
+        (!triple || (text.charCodeAt(end + 1) === quote && text.charCodeAt(end + 2) === quote))
+      ) {
+        this.#pos += triple ? 3 : 1;
         return value;
-      }
-      if (c === "\\") {
-        value += this.#text.slice(run, this.#pos) + this.#escape(start);
-        run = this.#pos;
-      } else {
+      } else if (triple && end < text.length) {
+        // A line break, or a quote that does not close it, is text in a triple-quoted string.
+        value += text[end];
         this.#pos++;
+      } else {
+        throw this.#error("unterminated string", start);
       }
     }
   }
@@ -301,12 +312,16 @@ class LiteralParser {
 
   /** Digits with single underscores between them (Python 3.6+), returned without the underscores. */
   #digits(): string {
+    const text = this.#text;
     const start = this.#pos;
-    while (isDigit(this.#peek())) {
-      this.#pos++;
-      if (this.#peek() === "_" && isDigit(this.#peekAt(1))) this.#pos++;
+    let end = start;
+    while (isDigit(text.charAt(end))) {
+      end++;
+      if (text.charAt(end) === "_" && isDigit(text.charAt(end + 1))) end++;
     }
-    return this.#text.slice(start, this.#pos).replaceAll("_", "");
+    this.#pos = end;
+    const digits = text.slice(start, end);
+    return digits.includes("_") ? digits.replaceAll("_", "") : digits;
   }
 
   #badNumber(start: number): PythonLiteralError {
@@ -417,9 +432,8 @@ function pythonFloatRepr(value: number): string {
   }
   const fraction = digits.length > 1 ? `.${digits.slice(1)}` : "";
   const exponentSign = exponent < 0 ? "-" : "+";
-  return `${sign}${digits[0]}${fraction}e${exponentSign}${
-    String(Math.abs(exponent)).padStart(2, "0")
-  }`;
+  const exponentDigits = String(Math.abs(exponent)).padStart(2, "0");
+  return `${sign}${digits[0]}${fraction}e${exponentSign}${exponentDigits}`;
 }
 
 function withoutLeadingZeros(digits: string): string {
@@ -428,6 +442,11 @@ function withoutLeadingZeros(digits: string): string {
 
 function isQuote(c: string): boolean {
   return c === "'" || c === '"';
+}
+
+/** Whether a character code ends a run of plain text in a string literal. */
+function isStringStop(c: number, quote: number): boolean {
+  return c === quote || c === BACKSLASH || c === LF || c === CR;
 }
 
 function isDigit(c: string): boolean {

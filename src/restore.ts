@@ -87,6 +87,9 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
   await checkFiles(set, files.map((f) => f.name));
 
   let session: LoadSession | undefined;
+  // Closing the connection mid-COPY makes PostgreSQL roll the load back.
+  const stop = () => session?.close();
+  options.signal?.addEventListener("abort", stop);
   try {
     session = await openLoadSession(options.target);
     if (!await session.tryLock()) {
@@ -126,8 +129,15 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     await session.commit();
     result.restore_performed = true;
   } catch (error) {
+    if (error instanceof SyntaxError) {
+      throw new BackupError(
+        "STORAGE_ERROR",
+        `A file of backup set ${options.stamp} is not valid CSV (${error.message}); nothing was restored.`,
+      );
+    }
     throw classifyError(error, `restoring backup set ${options.stamp}`);
   } finally {
+    options.signal?.removeEventListener("abort", stop);
     await session?.close();
   }
   result.duration = seconds(started);
@@ -243,6 +253,17 @@ function convertLegacyMetadata(
 ): TransformStream<Uint8Array, Uint8Array> {
   const parse = csvParseStream();
   const encoder = new TextEncoder();
+  // Files saved by spreadsheet tools may start with a UTF-8 byte-order mark.
+  let first = true;
+  const dropBom = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      if (first && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
+        chunk = chunk.subarray(3);
+      }
+      first = false;
+      controller.enqueue(chunk);
+    },
+  });
   const decoder = new TextDecoder();
   let metadataIndex = -1;
   let row = 0;
@@ -291,7 +312,8 @@ function convertLegacyMetadata(
       }
     },
   });
-  return { writable: parse.writable, readable: parse.readable.pipeThrough(convert) };
+  dropBom.readable.pipeTo(parse.writable).catch(() => {});
+  return { writable: dropBom.writable, readable: parse.readable.pipeThrough(convert) };
 }
 
 function isJson(text: string): boolean {

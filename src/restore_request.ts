@@ -15,7 +15,7 @@ import { BackupError } from "./errors.ts";
 import { formatFileSize } from "./format.ts";
 import { isInside, locateBackupFolder } from "./folders.ts";
 import { manifestName } from "./manifest.ts";
-import { type RestoreResult, runRestore } from "./restore.ts";
+import { type RestoreOptions, type RestoreResult, runRestore } from "./restore.ts";
 
 /** A validated restore request. */
 export interface RestoreRequest {
@@ -112,30 +112,37 @@ function checkRelativePath(path: string): void {
   }
 }
 
-/** Runs a validated restore with the settings: the single path of both doors. */
-export async function executeRestore(
+/** A restore request checked against the settings and the disk, ready to run. */
+export type PreparedRestore = Omit<RestoreOptions, "logger" | "signal">;
+
+/**
+ * Everything that can fail before the database is touched: the
+ * `db_connection` policy, the connection string, the backup folder.
+ */
+export async function prepareRestore(
   request: RestoreRequest,
   config: Config,
-  hooks: RunHooks,
-): Promise<RestoreResult> {
-  if (request.dbConnection !== undefined && !config.allowRequestDbConnection) {
-    throw new BackupError(
-      "FORBIDDEN",
-      "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
-    );
-  }
-  const url = databaseUrl(
-    { taskId: undefined, dbConnection: request.dbConnection, truncate: false, backup: true },
-    config,
-  );
+): Promise<PreparedRestore> {
+  const url = databaseUrl(request, config);
   const directory = await locateBackupFolder(config.dataDir, request, config.folderName);
-  return await runRestore({
+  return {
     target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
     stamp: request.timestamp,
     tables: request.tables,
     truncateBeforeRestore: request.truncateBeforeRestore,
     naming: setNaming(config),
+  };
+}
+
+/** Runs a validated restore with the settings: the single path of both doors. */
+export async function executeRestore(
+  request: RestoreRequest,
+  config: Config,
+  hooks: RunHooks,
+): Promise<RestoreResult> {
+  return await runRestore({
+    ...await prepareRestore(request, config),
     logger: hooks.logger,
     signal: hooks.signal,
   });

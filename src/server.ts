@@ -177,12 +177,7 @@ async function handleHealth(
   context: ServerContext,
 ): Promise<Response> {
   const sql = connect({
-    url: databaseUrl({
-      taskId: undefined,
-      dbConnection: undefined,
-      truncate: false,
-      backup: true,
-    }, context.config),
+    url: databaseUrl({ dbConnection: undefined }, context.config),
     connectTimeoutSeconds: Math.min(context.config.connectTimeoutSeconds, 5),
   });
   try {

@@ -145,7 +145,11 @@ Deno.test("a terminal gets a live progress bar; a pipe gets plain lines", async 
   try {
     await withTempDir(async (dataDir) => {
       const configPath = join(dataDir, "config.json");
-      await Deno.writeTextFile(configPath, JSON.stringify({ progress_interval: 50 }));
+      // The cursor engine in batches of 10 rows reports at every milestone of 50.
+      await Deno.writeTextFile(
+        configPath,
+        JSON.stringify({ progress_interval: 50, engine: "cursor", batch_size: 10 }),
+      );
       const flags: BackupFlags = {
         db: db.url,
         dataDir,

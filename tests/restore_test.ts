@@ -116,7 +116,14 @@ Deno.test("a legacy set (no manifest, Python dict repr metadata) restores with v
       );
       await Deno.writeTextFile(
         join(dir, `langchain_pg_embedding_${stamp}.csv`),
-        pythonCsvLine(["collection_id", "embedding", "document", "cmetadata", "custom_id", "uuid"]) +
+        pythonCsvLine([
+          "collection_id",
+          "embedding",
+          "document",
+          "cmetadata",
+          "custom_id",
+          "uuid",
+        ]) +
           pythonCsvLine([
             collection,
             "[0.1,0.2,0.3]",
@@ -137,7 +144,10 @@ Deno.test("a legacy set (no manifest, Python dict repr metadata) restores with v
       const result = await restore(target, dir, stamp);
       assert.equal(result.legacy_set, true);
       assert.equal(result.tables_restored.langchain_pg_embedding.rows_restored, 2);
-      assert.ok(result.warnings.some((w) => /1 cmetadata values converted/.test(w)), result.warnings.join());
+      assert.ok(
+        result.warnings.some((w) => /1 cmetadata values converted/.test(w)),
+        result.warnings.join(),
+      );
       const rows = await target.sql`
         SELECT cmetadata::text AS meta, document FROM langchain_pg_embedding ORDER BY uuid`;
       assert.deepEqual(JSON.parse(rows[0].meta), {
@@ -203,11 +213,14 @@ Deno.test("one flipped byte makes verify and restore refuse, naming the file", a
       assert.match(verify.stdout, new RegExp(`MISMATCH ${file.replace(".", "\\.")}: .*SHA-256`));
 
       const before = await orderedCopy(target, "langchain_pg_embedding", "id");
-      await assert.rejects(restore(target, dir, stampOf(backup.manifest_file)), (error: BackupError) => {
-        assert.equal(error.type, "STORAGE_ERROR");
-        assert.ok(error.message.includes(file), error.message);
-        return true;
-      });
+      await assert.rejects(
+        restore(target, dir, stampOf(backup.manifest_file)),
+        (error: BackupError) => {
+          assert.equal(error.type, "STORAGE_ERROR");
+          assert.ok(error.message.includes(file), error.message);
+          return true;
+        },
+      );
       assert.deepEqual(await orderedCopy(target, "langchain_pg_embedding", "id"), before);
     });
   } finally {
@@ -243,11 +256,14 @@ Deno.test("a restore that fails at the last row leaves the target exactly as bef
       const before = await Promise.all(
         Object.entries(keys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
       );
-      await assert.rejects(restore(target, dir, stampOf(backup.manifest_file)), (error: BackupError) => {
-        assert.equal(error.type, "DATABASE_ERROR");
-        assert.match(error.message, /COPY langchain_pg_embedding, line \d+, column embedding/);
-        return true;
-      });
+      await assert.rejects(
+        restore(target, dir, stampOf(backup.manifest_file)),
+        (error: BackupError) => {
+          assert.equal(error.type, "DATABASE_ERROR");
+          assert.match(error.message, /COPY langchain_pg_embedding, line \d+, column embedding/);
+          return true;
+        },
+      );
       const after = await Promise.all(
         Object.entries(keys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
       );
@@ -266,23 +282,34 @@ Deno.test("list, download and retention over HTTP and CLI", async () => {
       await Deno.mkdir(join(dataDir, "task_1"));
       const run = (...args: string[]) =>
         runMain(["backup", "--db", db.url, "--data-dir", dataDir, "--quiet", ...args]);
-      for (let i = 0; i < 3; i++) assert.equal((await run("--task-id", "task_1", "--keep", "2")).code, 0);
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await run("--task-id", "task_1", "--keep", "2")).code, 0);
+      }
       assert.equal((await run("--gzip")).code, 0);
       const taskDir = join(dataDir, "task_1", "vector_bak");
-      await Deno.writeTextFile(join(taskDir, "langchain_pg_embedding_29991231_235959.csv.tmp"), "partial");
+      await Deno.writeTextFile(
+        join(taskDir, "langchain_pg_embedding_29991231_235959.csv.tmp"),
+        "partial",
+      );
 
       const list = await runMain(["list", "--data-dir", dataDir, "--json"]);
       assert.equal(list.code, 0, list.stderr);
       const listing = JSON.parse(list.stdout).data;
       const complete = listing.backup_sets.filter((s: { complete: boolean }) => s.complete);
       assert.equal(complete.filter((s: { task_id: string }) => s.task_id === "task_1").length, 2);
-      assert.equal(complete.filter((s: { task_id: string | null }) => s.task_id === null).length, 1);
+      assert.equal(
+        complete.filter((s: { task_id: string | null }) => s.task_id === null).length,
+        1,
+      );
       const stamps = listing.backup_sets.map((s: { timestamp: string }) => s.timestamp);
       assert.deepEqual(stamps, [...stamps].sort().reverse());
       for (const set of complete) {
         assert.equal(set.has_log, true);
         assert.equal(set.sizes_match, true);
-        assert.equal(set.files.find((f: { table: string }) => f.table === "langchain_pg_embedding").rows, 10);
+        assert.equal(
+          set.files.find((f: { table: string }) => f.table === "langchain_pg_embedding").rows,
+          10,
+        );
       }
       assert.deepEqual(
         listing.leftovers.map((l: { file: string }) => l.file),
@@ -294,7 +321,9 @@ Deno.test("list, download and retention over HTTP and CLI", async () => {
         const api = `${server.base}/api/v0/data_pipeline/vector`;
         const viaHttp = await (await fetch(`${api}/restore/list?task_id=task_1`)).json();
         assert.equal(viaHttp.data.backup_sets.length, 2);
-        const file = complete.find((s: { task_id: string }) => s.task_id === "task_1").files[0].file;
+        const file = complete.find((s: { task_id: string }) =>
+          s.task_id === "task_1"
+        ).files[0].file;
         const download = await fetch(`${api}/backup/files/task_1/${file}`);
         assert.equal(download.status, 200);
         const body = new Uint8Array(await download.arrayBuffer());
