@@ -9,6 +9,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import {
   backupCommand,
+  checkCommand,
+  deleteCommand,
   healthCommand,
   listCommand,
   restoreCommand,
@@ -89,6 +91,8 @@ const COMMANDS: Record<string, Command> = {
   --gzip               write .csv.gz
   --data-dir DIR       data folder (default data_pipeline/training_data)
   --config FILE        JSON config file
+  --collection NAME    only this LangChain collection and its embeddings (repeatable);
+                       with --truncate only their embeddings are deleted
   --keep N             afterwards keep only the newest N complete sets in that folder
   --json               print the HTTP envelope on stdout
   --quiet              no progress, no warnings
@@ -103,11 +107,13 @@ Exit codes: 0 success, 2 usage error, 3 task folder not found,
       engine: { type: "string" },
       gzip: { type: "boolean", default: false },
       keep: { type: "string" },
+      collection: { type: "string", multiple: true },
       json: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
     run: (values) =>
       backupCommand({
+        collections: values.collection as unknown as string[] | undefined,
         keep: values.keep === undefined
           ? undefined
           : wholeNumber(values.keep as string, "--keep", 1, 100_000),
@@ -215,6 +221,59 @@ Exit 0 when every file matches its manifest, 1 when any does not (each is named)
         taskId: values["task-id"] as string | undefined,
         path: values.path as string | undefined,
         timestamp: values.timestamp as string | undefined,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
+      }),
+  },
+  delete: {
+    summary: "delete one complete backup set",
+    usage: `pgvector-backup delete (--task-id ID | --global) --timestamp STAMP [options]
+
+  --task-id ID         the set is in <data-dir>/ID/vector_bak
+  --global             the set is in <data-dir>/vector_bak
+  --timestamp STAMP    the set to delete
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the result as an envelope
+
+A set that is being written (its manifest is still a .tmp) is never deleted.`,
+    options: {
+      "data-dir": COMMON["data-dir"],
+      config: COMMON.config,
+      help: COMMON.help,
+      "task-id": { type: "string" },
+      global: { type: "boolean", default: false },
+      timestamp: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+    run: (values) =>
+      deleteCommand({
+        taskId: values["task-id"] as string | undefined,
+        global: values.global as boolean,
+        timestamp: values.timestamp as string | undefined,
+        dataDir: values["data-dir"] as string | undefined,
+        config: values.config as string | undefined,
+        json: values.json as boolean,
+      }),
+  },
+  check: {
+    summary: "check that a backup with truncate would succeed now",
+    usage: `pgvector-backup check [options]
+
+  --db URL             database (else config, DATABASE_URL, PG* variables)
+  --data-dir DIR       data folder (default data_pipeline/training_data)
+  --config FILE        JSON config file
+  --json               print the report as an envelope
+
+Reports the PostgreSQL and pgvector versions, each table's LangChain layout and
+row estimate, SELECT and TRUNCATE privileges, whether the backup folder is
+writable, and free disk against the estimated backup size. Exit 0 only when a
+backup with truncate would succeed.`,
+    options: { ...COMMON, json: { type: "boolean", default: false } },
+    run: (values) =>
+      checkCommand({
+        db: values.db as string | undefined,
         dataDir: values["data-dir"] as string | undefined,
         config: values.config as string | undefined,
         json: values.json as boolean,

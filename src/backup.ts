@@ -20,6 +20,7 @@ import {
   cursorOut,
   type DatabaseTarget,
   EXCLUSIVE_LOCK_SQL,
+  type RowFilter,
   type Sql,
   type TransactionSql,
 } from "./database.ts";
@@ -67,6 +68,8 @@ export interface BackupOptions {
   timestampFormat: string;
   gzip: boolean;
   taskId?: string;
+  /** Back up only these LangChain collections (and their embeddings). */
+  collections?: readonly string[];
   logger: Logger;
   onProgress?: (progress: TableProgress) => void;
   /** Aborting it stops the run; it then cleans up like any failure. */
@@ -106,6 +109,8 @@ export interface BackupResult {
   manifest_file: string | null;
   /** Stamps of older sets removed by `keep_last`. */
   retention_deleted: string[];
+  /** The collections backed up, when the backup was limited to some. */
+  collection_names: string[] | null;
 }
 
 /** How many later seconds to try when a set name is already taken. */
@@ -132,6 +137,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     engine: options.engine,
     manifest_file: null,
     retention_deleted: [],
+    collection_names: options.collections ? [...options.collections] : null,
   };
   if (!backup) {
     result.duration = seconds(started);
@@ -224,27 +230,27 @@ async function backUpSet(
       }
       const [snapshot] = await tx`
         SELECT pg_export_snapshot() AS id, now() AS taken_at`;
+      const scope = await resolveScope(tx, options);
       const catalog = [];
       for (const table of options.tables) {
-        catalog.push(await describeTable(tx, table));
+        catalog.push(await describeTable(tx, table, options, scope?.filters.get(table)));
       }
 
       const { stamp, manifestFile } = await reserveStamp(options, startedAt);
       files.push(manifestFile);
       const entries: ManifestTable[] = [];
-      for (const { table, columns, estimatedRows } of catalog) {
+      for (const { table, columns, estimatedRows, fetchRows, filter } of catalog) {
         const name = `${table}_${stamp}.csv${options.gzip ? ".gz" : ""}`;
         const file = await AtomicFile.create(options.directory, name);
         files.push(file);
         const tableStarted = performance.now();
-        const rows = await exportTable(
-          options,
-          snapshot.id,
+        const rows = await exportTable(options, snapshot.id, {
           table,
           columns,
           estimatedRows,
-          file,
-        );
+          fetchRows,
+          filter,
+        }, file);
         const facts = await file.commit();
         entries.push(tableEntry(table, columns, rows, facts));
         result.tables_backed_up[table] = {
@@ -280,6 +286,7 @@ async function backUpSet(
         },
         tables: entries,
         truncated: options.truncate ? [...options.truncateTables] : [],
+        scope: scope && { collection_names: scope.names, collection_ids: scope.uuids },
       };
       await manifestFile.write(encodeManifest(manifest));
       await manifestFile.commit();
@@ -289,10 +296,11 @@ async function backUpSet(
       // The set is durable; only now may rows leave the tables.
       if (options.truncate) {
         for (const table of options.truncateTables) {
-          result.truncate_results[table] = await truncateTable(
+          result.truncate_results[table] = await emptyTable(
             tx,
             table,
             result.tables_backed_up[table].row_count,
+            scope?.filters.get(table),
           );
         }
         result.truncate_performed = true;
@@ -316,12 +324,14 @@ async function backUpSet(
  * so that a role set up for reading only gets a sentence it can act on.
  */
 async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> {
+  // A collection scope empties with DELETE, a whole table with TRUNCATE.
+  const privilege = options.collections ? "DELETE" : "TRUNCATE";
   for (const table of options.tables) {
     const [access] = await sql`
       SELECT current_user AS role,
              to_regclass(${table}) IS NOT NULL AS present,
              to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
-             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'TRUNCATE') AS can_truncate`;
+             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, ${privilege}) AS can_empty`;
     if (!access.present) {
       throw new BackupError(
         "DATABASE_ERROR",
@@ -336,26 +346,35 @@ async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> 
         false,
       );
     }
-    if (options.truncate && options.truncateTables.includes(table) && !access.can_truncate) {
+    if (options.truncate && options.truncateTables.includes(table) && !access.can_empty) {
       throw new BackupError(
         "DATABASE_ERROR",
-        `Role ${access.role} lacks the TRUNCATE privilege on ${table}, so it cannot be emptied after the backup; run GRANT TRUNCATE ON ${table} TO ${access.role}, or back up without truncate.`,
+        `Role ${access.role} lacks the ${privilege} privilege on ${table}, so it cannot be emptied after the backup; run GRANT ${privilege} ON ${table} TO ${access.role}, or back up without truncate.`,
         false,
       );
     }
   }
 }
 
+/** One table to export, as the catalog describes it. */
 interface TableCatalog {
   table: string;
   columns: ColumnInfo[];
   estimatedRows: number | null;
+  /** Rows per cursor fetch: `batchSize`, fewer for wide rows. */
+  fetchRows: number;
+  filter: RowFilter | undefined;
 }
+
+/** A cursor fetch holds at most about this much text, so memory stays flat for wide rows. */
+const CURSOR_FETCH_BYTES = 8 * 1024 * 1024;
 
 /** Reads a table's columns from the catalog: never a hard-coded list. */
 async function describeTable(
   tx: TransactionSql,
   table: string,
+  options: BackupOptions,
+  filter: RowFilter | undefined,
 ): Promise<TableCatalog> {
   const [relation] = await tx`
     SELECT c.oid::int8 AS oid, c.reltuples::float8 AS reltuples
@@ -372,11 +391,67 @@ async function describeTable(
     FROM pg_attribute
     WHERE attrelid = ${relation.oid} AND attnum > 0 AND NOT attisdropped
     ORDER BY attnum`;
+  let fetchRows = options.batchSize;
+  if (options.engine === "cursor") {
+    const [{ width }] = await tx`
+      SELECT coalesce(max(octet_length(t::text)), 1)::int8 AS width
+      FROM (SELECT * FROM ${tx(table)} LIMIT 100) AS t`;
+    fetchRows = Math.max(
+      1,
+      Math.min(options.batchSize, Math.floor(CURSOR_FETCH_BYTES / Number(width))),
+    );
+  }
   const estimate = Number(relation.reltuples);
   return {
     table,
     columns: columns.map(({ name, type }) => ({ name, type })),
-    estimatedRows: estimate >= 0 ? Math.round(estimate) : null,
+    estimatedRows: filter ? null : estimate >= 0 ? Math.round(estimate) : null,
+    fetchRows,
+    filter,
+  };
+}
+
+/** The LangChain tables a collection scope works on. */
+const COLLECTION_TABLE = "langchain_pg_collection";
+const EMBEDDING_TABLE = "langchain_pg_embedding";
+
+/** A backup limited to some collections: their ids, and the row filter of each table. */
+interface Scope {
+  names: string[];
+  uuids: string[];
+  filters: Map<string, RowFilter>;
+}
+
+/** Looks up the scope's collections in the snapshot; an unknown name is `RESOURCE_NOT_FOUND`. */
+async function resolveScope(tx: TransactionSql, options: BackupOptions): Promise<Scope | null> {
+  if (!options.collections) return null;
+  const named = (base: string) => options.tables.find((t) => t === base || t.endsWith(`.${base}`));
+  const collectionTable = named(COLLECTION_TABLE);
+  const embeddingTable = named(EMBEDDING_TABLE);
+  if (!collectionTable || !embeddingTable) {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `collection_names needs ${COLLECTION_TABLE} and ${EMBEDDING_TABLE} in the table list.`,
+    );
+  }
+  const found = await tx`
+    SELECT uuid::text AS uuid, name FROM ${tx(collectionTable)}
+    WHERE name IN ${tx(options.collections as string[])}`;
+  const missing = options.collections.filter((name) => !found.some((row) => row.name === name));
+  if (missing.length > 0) {
+    throw new BackupError(
+      "RESOURCE_NOT_FOUND",
+      `No collection named ${missing.map((n) => JSON.stringify(n)).join(", ")} in this database.`,
+    );
+  }
+  const uuids = found.map((row) => row.uuid as string);
+  return {
+    names: [...options.collections],
+    uuids,
+    filters: new Map([
+      [collectionTable, { column: "uuid", uuids }],
+      [embeddingTable, { column: "collection_id", uuids }],
+    ]),
   };
 }
 
@@ -425,9 +500,7 @@ async function reserveStamp(
 async function exportTable(
   options: BackupOptions,
   snapshotId: string,
-  table: string,
-  columns: ColumnInfo[],
-  estimatedRows: number | null,
+  { table, columns, estimatedRows, fetchRows, filter }: TableCatalog,
   file: AtomicFile,
 ): Promise<number> {
   const meter = new ProgressMeter(options, table, estimatedRows);
@@ -436,7 +509,7 @@ async function exportTable(
   if (options.engine === "copy") {
     const records = new CsvRecordCounter();
     let lastByte = -1;
-    csv = copyOut(options.target, snapshotId, table).pipeThrough(
+    csv = copyOut(options.target, snapshotId, table, filter).pipeThrough(
       new TransformStream({
         transform(chunk, controller) {
           records.push(chunk);
@@ -459,7 +532,7 @@ async function exportTable(
   } else {
     let rows = 0;
     const names = columns.map((column) => column.name);
-    csv = cursorOut(options.target, snapshotId, table, names, options.batchSize)
+    csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter)
       .pipeThrough(csvStringifyStream(names, (n) => rows += n))
       .pipeThrough(
         new TransformStream({
@@ -560,15 +633,24 @@ function tableEntry(
   };
 }
 
-/** Empties one table inside the backup's transaction; it commits with it. */
-async function truncateTable(
+/**
+ * Empties one table inside the backup's transaction, so it commits with it:
+ * TRUNCATE, or for a collection scope DELETE of the scope's rows only.
+ */
+async function emptyTable(
   tx: TransactionSql,
   table: string,
   rowsBefore: number,
+  filter: RowFilter | undefined,
 ): Promise<TruncateResult> {
   const started = performance.now();
-  await tx`TRUNCATE ${tx(table)}`;
-  const [{ count }] = await tx`SELECT count(*)::int8 AS count FROM ${tx(table)}`;
+  const where = filter ? tx`WHERE ${tx(filter.column)} IN ${tx(filter.uuids as string[])}` : tx``;
+  if (filter) {
+    await tx`DELETE FROM ${tx(table)} ${where}`;
+  } else {
+    await tx`TRUNCATE ${tx(table)}`;
+  }
+  const [{ count }] = await tx`SELECT count(*)::int8 AS count FROM ${tx(table)} ${where}`;
   return {
     success: true,
     rows_before: rowsBefore,

@@ -20,6 +20,8 @@ export interface BackupRequest {
   dbConnection: string | undefined;
   truncate: boolean;
   backup: boolean;
+  /** Only these LangChain collections; undefined for all. */
+  collections?: string[];
 }
 
 const FIELDS = [
@@ -27,6 +29,7 @@ const FIELDS = [
   "db_connection",
   "truncate_vector_tables",
   "backup_vector_tables",
+  "collection_names",
 ];
 const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
 /** Connection-string options that are passed on; anything else is refused. */
@@ -65,6 +68,7 @@ export function parseBackupRequest(body: unknown): BackupRequest {
     db_connection,
     truncate_vector_tables,
     backup_vector_tables,
+    collection_names,
   } = fields;
   if (task_id !== undefined && task_id !== null) {
     if (typeof task_id !== "string") invalid("task_id must be a string.");
@@ -90,12 +94,25 @@ export function parseBackupRequest(body: unknown): BackupRequest {
       invalid(`${name} must be true or false.`);
     }
   }
+  if (collection_names !== undefined) checkCollectionNames(collection_names);
   return {
+    collections: collection_names as string[] | undefined,
     taskId: (task_id ?? undefined) as string | undefined,
     dbConnection: (db_connection ?? undefined) as string | undefined,
     truncate: truncate_vector_tables === true,
     backup: backup_vector_tables !== false,
   };
+}
+
+/** A non-empty list of distinct collection names, each a non-empty string. */
+function checkCollectionNames(names: unknown): void {
+  if (
+    !Array.isArray(names) || names.length === 0 || names.length > 1000 ||
+    !names.every((n) => typeof n === "string" && n.length > 0 && n.length <= 1000) ||
+    new Set(names).size !== names.length
+  ) {
+    invalid("collection_names must be a non-empty list of distinct collection names.");
+  }
 }
 
 /**
@@ -211,6 +228,7 @@ export async function runPreparedBackup(
     timestampFormat: config.timestampFormat,
     gzip: config.gzip,
     taskId: request.taskId,
+    collections: request.collections,
     logger: hooks.logger,
     onProgress: hooks.onProgress,
     signal: hooks.signal,

@@ -43,6 +43,8 @@ export interface BackupSet {
   manifest: Manifest | null;
   files: SetFile[];
   complete: boolean;
+  /** Its manifest's `.tmp` exists: a run is writing it, or was killed while it did. */
+  beingWritten: boolean;
   /** Whether every file has the size its manifest records; null without a manifest. */
   sizesMatch: boolean | null;
   /** Why the set is incomplete or suspect, in words. */
@@ -126,6 +128,7 @@ async function describeSet(
     manifest: null,
     files,
     complete: false,
+    beingWritten: claimed,
     sizesMatch: null,
     problems: [],
   };

@@ -11,11 +11,14 @@ import { executeBackup, parseBackupRequest } from "./backup_request.ts";
 import { listFolder, verifySet } from "./backup_sets.ts";
 import { loadConfig, setNaming } from "./config.ts";
 import { errorEnvelope, successEnvelope } from "./envelope.ts";
+import { runCheck } from "./check.ts";
 import { BackupError, classifyError } from "./errors.ts";
+import { formatFileSize } from "./format.ts";
 import { locateBackupFolder } from "./folders.ts";
 import { jsonLogger, type Logger, redact } from "./log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import {
+  deleteBackupSet,
   executeRestore,
   listBackups,
   parseListQuery,
@@ -33,6 +36,7 @@ export interface BackupFlags {
   dataDir?: string;
   config?: string;
   keep?: number;
+  collections?: string[];
   json: boolean;
   quiet: boolean;
 }
@@ -116,6 +120,7 @@ async function runBackupCommand(
       task_id: flags.taskId,
       truncate_vector_tables: flags.truncate,
       backup_vector_tables: !flags.noBackup,
+      collection_names: flags.collections?.length ? flags.collections : undefined,
     });
     const result = await executeBackup(request, config, {
       logger: flags.json && !flags.quiet
@@ -367,6 +372,99 @@ export async function verifyCommand(
     return allOk ? 0 : 1;
   } catch (error) {
     return reportFailure(error, "verifying backups", flags.json, io);
+  }
+}
+
+/** The flags of `delete`. */
+export interface DeleteFlags {
+  taskId?: string;
+  global: boolean;
+  timestamp?: string;
+  dataDir?: string;
+  config?: string;
+  json: boolean;
+}
+
+/** `delete`: removes one complete set. */
+export async function deleteCommand(
+  flags: DeleteFlags,
+  io: CommandIo = processIo,
+): Promise<number> {
+  try {
+    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    if ((flags.taskId === undefined) === !flags.global) {
+      throw new BackupError("INVALID_PARAMS", "Give either --task-id ID or --global.");
+    }
+    if (flags.timestamp === undefined) {
+      throw new BackupError("INVALID_PARAMS", "--timestamp is required.");
+    }
+    const deleted = await deleteBackupSet(flags.taskId ?? "_global", flags.timestamp, config);
+    io.stdout(
+      flags.json
+        ? JSON.stringify(successEnvelope("备份已删除", deleted)) + "\n"
+        : `Deleted set ${deleted.timestamp} from ${deleted.backup_directory}: ${
+          deleted.deleted_files.join(", ")
+        }\n`,
+    );
+    return 0;
+  } catch (error) {
+    return reportFailure(error, "deleting a backup set", flags.json, io);
+  }
+}
+
+/** The flags of `check`. */
+export interface CheckFlags {
+  db?: string;
+  dataDir?: string;
+  config?: string;
+  json: boolean;
+}
+
+/** `check`: exit 0 only when a backup with truncate would succeed now. */
+export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo): Promise<number> {
+  try {
+    const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
+    const report = await runCheck(config);
+    if (flags.json) {
+      io.stdout(JSON.stringify(successEnvelope("检查完成", report)) + "\n");
+    } else {
+      const db = report.database;
+      const lines = [
+        `database      ${db.reachable ? "reachable" : "UNREACHABLE"}${
+          db.role
+            ? ` as ${db.role}, PostgreSQL ${db.postgres_version}, pgvector ${
+              db.pgvector_version ?? "MISSING"
+            }`
+            : ""
+        }`,
+      ];
+      for (const t of report.tables) {
+        lines.push(
+          `${t.table.padEnd(24)} ${t.exists ? t.layout : "MISSING"}, ~${
+            t.estimated_rows ?? "?"
+          } rows, ~${formatFileSize(t.estimated_csv_bytes ?? 0)} CSV, SELECT ${
+            t.can_select ? "yes" : "NO"
+          }, TRUNCATE ${t.can_truncate ? "yes" : "NO"}`,
+        );
+      }
+      lines.push(
+        `backup folder ${report.backup_directory ?? "?"}: ${
+          report.writable ? "writable" : "NOT writable"
+        }, ${
+          report.free_bytes === null
+            ? "free space unknown"
+            : `${formatFileSize(report.free_bytes)} free`
+        }, backup needs ~${formatFileSize(report.estimated_backup_bytes)}`,
+      );
+      for (const problem of report.problems) lines.push(`problem: ${problem}`);
+      lines.push(
+        report.ok ? "OK: a backup with truncate would succeed." : "NOT OK: fix the problems above.",
+      );
+      io.stdout(lines.join("\n") + "\n");
+    }
+    return report.ok ? 0 : 1;
+  } catch (error) {
+    return reportFailure(error, "checking", flags.json, io);
   }
 }
 

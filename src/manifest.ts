@@ -37,6 +37,8 @@ export interface Manifest {
   };
   tables: ManifestTable[];
   truncated: string[];
+  /** Set when the backup holds only some collections; a restore replaces just those. */
+  scope: { collection_names: string[]; collection_ids: string[] } | null;
 }
 
 /** The manifest's file name for a set stamp. */

@@ -104,7 +104,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       plans.push({ file, columns: await checkColumns(session, set, file.table) });
     }
     if (options.truncateBeforeRestore) {
-      await session.truncate(files.map((f) => f.table));
+      await emptyTargets(session, set, files.map((f) => f.table));
       result.truncate_performed = true;
     }
     for (const { file, columns } of plans) {
@@ -160,6 +160,27 @@ function chooseFiles(set: BackupSet, options: RestoreOptions) {
   }
   return order.filter((t) => wanted.includes(t))
     .map((table) => set.files.find((f) => f.table === table)!);
+}
+
+/**
+ * Empties what the set will refill: whole tables, or for a set limited to
+ * some collections only those collections' rows (embeddings first, for the
+ * foreign key), so other collections are never touched.
+ */
+async function emptyTargets(
+  session: LoadSession,
+  set: BackupSet,
+  tables: string[],
+): Promise<void> {
+  const scope = set.manifest?.scope;
+  if (!scope) {
+    await session.truncate(tables);
+    return;
+  }
+  for (const table of [...tables].reverse()) {
+    const column = table.endsWith("langchain_pg_collection") ? "uuid" : "collection_id";
+    await session.deleteRows(table, { column, uuids: scope.collection_ids });
+  }
 }
 
 /** Re-hashes the files about to be loaded; any difference from the manifest refuses the restore. */

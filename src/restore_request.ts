@@ -1,7 +1,7 @@
 /**
- * Requests that read backups, as both doors receive them: restore a set,
- * list the sets under the data folder, and find one file of a set for
- * download. Validation is as strict as for backups, and every path stays
+ * Requests about existing backups, as both doors receive them: restore a
+ * set, list the sets under the data folder, find one file of a set for
+ * download, delete a set. Validation is as strict as for backups, and every path stays
  * inside the data folder.
  *
  * @module
@@ -9,7 +9,7 @@
 
 import { join } from "node:path";
 import { checkDatabaseUrl, databaseUrl, type RunHooks } from "./backup_request.ts";
-import { type BackupSet, listFolder, stampSource } from "./backup_sets.ts";
+import { type BackupSet, deleteSet, listFolder, stampSource } from "./backup_sets.ts";
 import { type Config, setNaming } from "./config.ts";
 import { BackupError } from "./errors.ts";
 import { formatFileSize } from "./format.ts";
@@ -303,4 +303,55 @@ export async function setFilePath(scope: string, file: string, config: Config): 
   const path = join(directory, file);
   if (!isInside(directory, path)) throw notFound();
   return path;
+}
+
+/** What a deletion removed. */
+export interface Deletion {
+  backup_directory: string;
+  timestamp: string;
+  deleted_files: string[];
+}
+
+/**
+ * Deletes one complete set; `scope` is a task id or `_global`. A set whose
+ * manifest is still a `.tmp` may be being written and is never touched.
+ */
+export async function deleteBackupSet(
+  scope: string,
+  timestamp: string,
+  config: Config,
+): Promise<Deletion> {
+  const notFound = () =>
+    new BackupError(
+      "RESOURCE_NOT_FOUND",
+      `No backup set ${timestamp.slice(0, 64)} in ${scope.slice(0, 130)}.`,
+    );
+  if (scope !== "_global" && !TASK_ID.test(scope)) throw notFound();
+  if (!new RegExp(`^${stampSource(config.timestampFormat)}$`).test(timestamp)) throw notFound();
+  const directory = await locateBackupFolder(
+    config.dataDir,
+    { taskId: scope === "_global" ? undefined : scope },
+    config.folderName,
+  ).catch(() => {
+    throw notFound();
+  });
+  const { sets } = await listFolder(directory, setNaming(config));
+  const set = sets.find((s) => s.stamp === timestamp);
+  if (!set) throw notFound();
+  if (set.beingWritten) {
+    throw new BackupError(
+      "BACKUP_IN_PROGRESS",
+      `Backup set ${timestamp} is being written (or its run was killed: then remove its .tmp files by hand); it was not deleted.`,
+      true,
+    );
+  }
+  await deleteSet(set);
+  return {
+    backup_directory: directory,
+    timestamp,
+    deleted_files: [
+      ...set.files.map((f) => f.name),
+      ...(set.manifest ? [manifestName(timestamp)] : []),
+    ],
+  };
 }

@@ -7,22 +7,26 @@
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { TableProgress } from "./backup.ts";
 import {
-  type BackupRequest,
   databaseUrl,
-  executeBackup,
   parseBackupRequest,
+  prepareBackup,
+  runPreparedBackup,
 } from "./backup_request.ts";
 import type { Config } from "./config.ts";
 import { connect } from "./database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
 import { BackupError, classifyError } from "./errors.ts";
 import { isoTimestamp } from "./format.ts";
+import { JobRegistry } from "./jobs.ts";
+import { runRestore } from "./restore.ts";
 import {
-  executeRestore,
+  deleteBackupSet,
   listBackups,
   parseListQuery,
   parseRestoreRequest,
+  prepareRestore,
   setFilePath,
 } from "./restore_request.ts";
 import type { Logger } from "./log.ts";
@@ -38,6 +42,7 @@ export interface ServerContext {
   logger: Logger;
   /** Aborted when the server shuts down past its grace period. */
   shutdown: AbortSignal;
+  jobs: JobRegistry;
 }
 
 /** Answers one route; `params` are the path's named groups. */
@@ -60,6 +65,12 @@ const ROUTES: Route[] = [
     pattern: new URLPattern({ pathname: `${API}/backup/files/:scope/:file` }),
     methods: { GET: handleDownload },
   },
+  {
+    pattern: new URLPattern({ pathname: `${API}/backup/:scope/:timestamp` }),
+    methods: { DELETE: handleDelete },
+  },
+  { pattern: new URLPattern({ pathname: `${API}/jobs` }), methods: { GET: handleJobs } },
+  { pattern: new URLPattern({ pathname: `${API}/jobs/:id` }), methods: { GET: handleJob } },
   { pattern: new URLPattern({ pathname: "/healthz" }), methods: { GET: handleHealth } },
 ];
 
@@ -121,26 +132,112 @@ async function route(
   return await handler(request, context, params);
 }
 
-async function handleBackup(
-  request: Request,
+/**
+ * Takes the `async` flag off a body (the request parsers know only their
+ * own fields): true means "answer 202 with a job id now".
+ */
+function splitAsync(body: unknown): { isAsync: boolean; rest: unknown } {
+  if (typeof body !== "object" || body === null || Array.isArray(body) || !("async" in body)) {
+    return { isAsync: false, rest: body };
+  }
+  const { async: flag, ...rest } = body as Record<string, unknown>;
+  if (typeof flag !== "boolean") {
+    throw new BackupError("INVALID_PARAMS", "async must be true or false.");
+  }
+  return { isAsync: flag, rest };
+}
+
+/**
+ * Runs prepared work as a job. A synchronous call awaits the job and answers
+ * its envelope; an async one answers 202 with the job id at once.
+ */
+async function runAsJob(
   context: ServerContext,
+  kind: "backup" | "restore",
+  taskId: string | undefined,
+  isAsync: boolean,
+  work: (onProgress: (p: TableProgress) => void) => Promise<Envelope>,
 ): Promise<Response> {
-  const body = await readJsonBody(request);
-  const backupRequest: BackupRequest = parseBackupRequest(body);
-  const result = await executeBackup(backupRequest, context.config, {
-    logger: context.logger,
-    signal: context.shutdown,
+  const { job, done } = context.jobs.start(kind, taskId, async (onProgress) => {
+    try {
+      return await work(onProgress);
+    } catch (error) {
+      return errorEnvelope(classifyError(error, `running the ${kind}`));
+    }
   });
-  return json(successEnvelope("Vector表备份完成", result));
+  if (!isAsync) return json(await done);
+  return json(successEnvelope("任务已创建", {
+    job_id: job.job_id,
+    kind,
+    state: job.state,
+    status_url: `${API}/jobs/${job.job_id}`,
+  }, 202));
+}
+
+async function handleBackup(request: Request, context: ServerContext): Promise<Response> {
+  const { isAsync, rest } = splitAsync(await readJsonBody(request));
+  const prepared = await prepareBackup(parseBackupRequest(rest), context.config);
+  return await runAsJob(
+    context,
+    "backup",
+    prepared.request.taskId,
+    isAsync,
+    async (onProgress) =>
+      successEnvelope(
+        "Vector表备份完成",
+        await runPreparedBackup(prepared, {
+          logger: context.logger,
+          signal: context.shutdown,
+          onProgress,
+        }),
+      ),
+  );
 }
 
 async function handleRestore(request: Request, context: ServerContext): Promise<Response> {
-  const restoreRequest = parseRestoreRequest(await readJsonBody(request), context.config);
-  const result = await executeRestore(restoreRequest, context.config, {
-    logger: context.logger,
-    signal: context.shutdown,
-  });
-  return json(successEnvelope("Vector表恢复完成", result));
+  const { isAsync, rest } = splitAsync(await readJsonBody(request));
+  const restoreRequest = parseRestoreRequest(rest, context.config);
+  const prepared = await prepareRestore(restoreRequest, context.config);
+  return await runAsJob(
+    context,
+    "restore",
+    restoreRequest.taskId,
+    isAsync,
+    async () =>
+      successEnvelope(
+        "Vector表恢复完成",
+        await runRestore({ ...prepared, logger: context.logger, signal: context.shutdown }),
+      ),
+  );
+}
+
+async function handleJob(
+  _request: Request,
+  context: ServerContext,
+  params: Record<string, string | undefined>,
+): Promise<Response> {
+  const job = context.jobs.get(params.id ?? "");
+  if (!job) {
+    throw new BackupError(
+      "RESOURCE_NOT_FOUND",
+      `No job ${(params.id ?? "").slice(0, 64)}; finished jobs are kept for the last 100 only.`,
+    );
+  }
+  return json(successEnvelope("任务状态", job));
+}
+
+async function handleJobs(_request: Request, context: ServerContext): Promise<Response> {
+  const jobs = context.jobs.list();
+  return json(successEnvelope("任务列表", { jobs, total: jobs.length }));
+}
+
+async function handleDelete(
+  _request: Request,
+  context: ServerContext,
+  params: Record<string, string | undefined>,
+): Promise<Response> {
+  const deleted = await deleteBackupSet(params.scope ?? "", params.timestamp ?? "", context.config);
+  return json(successEnvelope("备份已删除", deleted));
 }
 
 async function handleList(request: Request, context: ServerContext): Promise<Response> {
@@ -289,7 +386,12 @@ export async function serve(options: ServeOptions): Promise<void> {
     );
   }
   const abort = new AbortController();
-  const context: ServerContext = { config, logger, shutdown: abort.signal };
+  const context: ServerContext = {
+    config,
+    logger,
+    shutdown: abort.signal,
+    jobs: new JobRegistry(),
+  };
   let server: Deno.HttpServer;
   try {
     server = Deno.serve({

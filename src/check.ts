@@ -1,0 +1,174 @@
+/**
+ * `check`: answers "would a backup with truncate succeed right now?" before
+ * anyone relies on it. It connects, reads versions, tells which LangChain
+ * layout each table has and how big it is, checks the role's SELECT and
+ * TRUNCATE privileges, and whether the backup folder is writable with room
+ * for the estimated CSV.
+ *
+ * @module
+ */
+
+import { statfs } from "node:fs/promises";
+import { join } from "node:path";
+import { databaseUrl } from "./backup_request.ts";
+import type { Config } from "./config.ts";
+import { connect } from "./database.ts";
+import { classifyError } from "./errors.ts";
+import { resolveBackupFolder } from "./folders.ts";
+
+/** One table as the check sees it. */
+export interface TableCheck {
+  table: string;
+  exists: boolean;
+  layout: "langchain_community" | "langchain_postgres" | "unknown" | null;
+  estimated_rows: number | null;
+  estimated_csv_bytes: number | null;
+  can_select: boolean;
+  can_truncate: boolean;
+}
+
+/** The whole report. */
+export interface CheckReport {
+  /** True only when a backup with truncate would succeed. */
+  ok: boolean;
+  database: {
+    reachable: boolean;
+    role: string | null;
+    postgres_version: string | null;
+    pgvector_version: string | null;
+  };
+  tables: TableCheck[];
+  backup_directory: string | null;
+  writable: boolean;
+  free_bytes: number | null;
+  estimated_backup_bytes: number;
+  problems: string[];
+}
+
+/** Runs every check; never throws for what it checks, only reports. */
+export async function runCheck(config: Config): Promise<CheckReport> {
+  const report: CheckReport = {
+    ok: false,
+    database: { reachable: false, role: null, postgres_version: null, pgvector_version: null },
+    tables: [],
+    backup_directory: null,
+    writable: false,
+    free_bytes: null,
+    estimated_backup_bytes: 0,
+    problems: [],
+  };
+  await checkDatabase(config, report);
+  await checkFolder(config, report);
+  report.ok = report.problems.length === 0;
+  return report;
+}
+
+async function checkDatabase(config: Config, report: CheckReport): Promise<void> {
+  let sql;
+  try {
+    sql = connect({
+      url: databaseUrl({ dbConnection: undefined }, config),
+      connectTimeoutSeconds: config.connectTimeoutSeconds,
+    });
+    const [info] = await sql`
+      SELECT current_user AS role, current_setting('server_version') AS postgres,
+             (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector`;
+    report.database = {
+      reachable: true,
+      role: info.role,
+      postgres_version: info.postgres,
+      pgvector_version: info.pgvector,
+    };
+    if (!info.pgvector) report.problems.push("the vector extension is not installed");
+    for (const table of config.tables) {
+      const check = await checkTable(sql, table);
+      report.tables.push(check);
+      report.estimated_backup_bytes += check.estimated_csv_bytes ?? 0;
+      if (!check.exists) report.problems.push(`table ${table} does not exist`);
+      else if (!check.can_select) report.problems.push(`no SELECT privilege on ${table}`);
+      else if (config.truncateTables.includes(table) && !check.can_truncate) {
+        report.problems.push(`no TRUNCATE privilege on ${table}`);
+      }
+    }
+  } catch (error) {
+    report.problems.push(classifyError(error, "checking the database").message);
+  } finally {
+    await sql?.end({ timeout: 1 });
+  }
+}
+
+async function checkTable(sql: ReturnType<typeof connect>, table: string): Promise<TableCheck> {
+  const [rel] = await sql`
+    SELECT to_regclass(${table}) IS NOT NULL AS exists,
+           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
+           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'TRUNCATE') AS can_truncate`;
+  const check: TableCheck = {
+    table,
+    exists: rel.exists,
+    layout: null,
+    estimated_rows: null,
+    estimated_csv_bytes: null,
+    can_select: rel.can_select,
+    can_truncate: rel.can_truncate,
+  };
+  if (!rel.exists) return check;
+  const columns = (await sql`
+    SELECT attname AS name FROM pg_attribute
+    WHERE attrelid = to_regclass(${table}) AND attnum > 0 AND NOT attisdropped`)
+    .map((c) => c.name as string);
+  const [{ unique_name }] = await sql`
+    SELECT EXISTS (
+      SELECT 1 FROM pg_index i JOIN pg_attribute a
+        ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+      WHERE i.indrelid = to_regclass(${table}) AND i.indisunique AND a.attname = 'name'
+    ) AS unique_name`;
+  check.layout = detectLayout(columns, unique_name);
+  const [{ reltuples }] = await sql`
+    SELECT reltuples::float8 AS reltuples FROM pg_class WHERE oid = to_regclass(${table})`;
+  check.estimated_rows = reltuples >= 0 ? Math.round(reltuples) : null;
+  if (rel.can_select) {
+    const [{ width }] = await sql`
+      SELECT coalesce(avg(octet_length(t::text)), 0)::float8 AS width
+      FROM (SELECT * FROM ${sql(table)} LIMIT 1000) AS t`;
+    const [{ rows }] = await sql`SELECT count(*)::int8 AS rows FROM (SELECT 1 FROM ${
+      sql(table)
+    } LIMIT 1000) AS t`;
+    // Never analyzed tables have no estimate; a small sample is then better than nothing.
+    const estimate = check.estimated_rows ?? Number(rows);
+    check.estimated_csv_bytes = Math.round(estimate * width);
+  }
+  return check;
+}
+
+/** Which LangChain layout a table's columns show. */
+function detectLayout(columns: string[], uniqueName: boolean): TableCheck["layout"] {
+  if (columns.includes("embedding")) {
+    if (columns.includes("id") && !columns.includes("custom_id")) return "langchain_postgres";
+    if (columns.includes("uuid") && columns.includes("custom_id")) return "langchain_community";
+    return "unknown";
+  }
+  if (columns.includes("name") && columns.includes("uuid")) {
+    return uniqueName ? "langchain_postgres" : "langchain_community";
+  }
+  return "unknown";
+}
+
+async function checkFolder(config: Config, report: CheckReport): Promise<void> {
+  try {
+    const directory = await resolveBackupFolder(config.dataDir, undefined, config.folderName);
+    report.backup_directory = directory;
+    const probe = join(directory, `.pgvector-backup-check-${crypto.randomUUID()}`);
+    await Deno.writeTextFile(probe, "check", { createNew: true });
+    await Deno.remove(probe);
+    report.writable = true;
+    const fs = await statfs(directory);
+    report.free_bytes = Number(fs.bavail) * Number(fs.bsize);
+    if (report.free_bytes < report.estimated_backup_bytes) {
+      report.problems.push(
+        `the backup needs about ${report.estimated_backup_bytes} bytes, ${report.free_bytes} are free`,
+      );
+    }
+  } catch (error) {
+    report.problems.push(classifyError(error, "checking the backup folder").message);
+  }
+}
