@@ -211,7 +211,7 @@ async function handleRestore(request: Request, context: ServerContext): Promise<
   );
 }
 
-async function handleJob(
+function handleJob(
   _request: Request,
   context: ServerContext,
   params: Record<string, string | undefined>,
@@ -223,12 +223,12 @@ async function handleJob(
       `No job ${(params.id ?? "").slice(0, 64)}; finished jobs are kept for the last 100 only.`,
     );
   }
-  return json(successEnvelope("任务状态", job));
+  return Promise.resolve(json(successEnvelope("任务状态", job)));
 }
 
-async function handleJobs(_request: Request, context: ServerContext): Promise<Response> {
+function handleJobs(_request: Request, context: ServerContext): Promise<Response> {
   const jobs = context.jobs.list();
-  return json(successEnvelope("任务列表", { jobs, total: jobs.length }));
+  return Promise.resolve(json(successEnvelope("任务列表", { jobs, total: jobs.length })));
 }
 
 async function handleDelete(
