@@ -279,21 +279,33 @@ function describe(set: BackupSet, taskId: string | null, hasLog: boolean): Liste
 }
 
 /**
- * The path of one file of a complete, listed set, for download: `scope` is a
- * task id or `_global`. Anything else is `RESOURCE_NOT_FOUND`.
+ * The backup folder a URL names by task id or `_global`; anything that does
+ * not lead to one (bad id, missing folder, a link outside) is `notFound()`.
  */
-export async function setFilePath(scope: string, file: string, config: Config): Promise<string> {
-  const notFound = () =>
-    new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
+async function scopeFolder(
+  scope: string,
+  config: Config,
+  notFound: () => BackupError,
+): Promise<string> {
   if (scope !== "_global" && !TASK_ID.test(scope)) throw notFound();
-  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
-  const directory = await locateBackupFolder(
+  return await locateBackupFolder(
     config.dataDir,
     { taskId: scope === "_global" ? undefined : scope },
     config.folderName,
   ).catch(() => {
     throw notFound();
   });
+}
+
+/**
+ * The path of one file of a complete, listed set, for download: `scope` is a
+ * task id or `_global`. Anything else is `RESOURCE_NOT_FOUND`.
+ */
+export async function setFilePath(scope: string, file: string, config: Config): Promise<string> {
+  const notFound = () =>
+    new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
+  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
+  const directory = await scopeFolder(scope, config, notFound);
   const { sets } = await listFolder(directory, setNaming(config));
   const listed = sets.some((set) =>
     set.complete &&
@@ -326,15 +338,8 @@ export async function deleteBackupSet(
       "RESOURCE_NOT_FOUND",
       `No backup set ${timestamp.slice(0, 64)} in ${scope.slice(0, 130)}.`,
     );
-  if (scope !== "_global" && !TASK_ID.test(scope)) throw notFound();
   if (!new RegExp(`^${stampSource(config.timestampFormat)}$`).test(timestamp)) throw notFound();
-  const directory = await locateBackupFolder(
-    config.dataDir,
-    { taskId: scope === "_global" ? undefined : scope },
-    config.folderName,
-  ).catch(() => {
-    throw notFound();
-  });
+  const directory = await scopeFolder(scope, config, notFound);
   const { sets } = await listFolder(directory, setNaming(config));
   const set = sets.find((s) => s.stamp === timestamp);
   if (!set) throw notFound();

@@ -103,6 +103,18 @@ export function copyCsv(url: string, table: string): Promise<Uint8Array> {
   ]);
 }
 
+/**
+ * An envelope without what differs between two runs by nature (durations,
+ * timestamps, the stamp in file names), to compare two answers.
+ */
+export function normalize(envelope: unknown): unknown {
+  return JSON.parse(JSON.stringify(envelope), (key, value) => {
+    if (key === "duration" || key === "timestamp") return "<varies>";
+    if (typeof value === "string") return value.replace(/\d{8}_\d{6}/g, "<stamp>");
+    return value;
+  });
+}
+
 /** A temp folder removed after `fn`, whatever happens. */
 export async function withTempDir<T>(
   fn: (dir: string) => Promise<T>,

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { COLLECTIONS } from "../scripts/fixture.ts";
 import {
   freshDatabase,
+  normalize,
   psql,
   runMain,
   type RunningServer,
@@ -30,15 +31,6 @@ async function request(
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, envelope: await response.json() };
-}
-
-/** The same envelope apart from what differs between two runs by nature. */
-function normalize(envelope: unknown): unknown {
-  return JSON.parse(JSON.stringify(envelope), (key, value) => {
-    if (key === "duration" || key === "timestamp") return "<varies>";
-    if (typeof value === "string") return value.replace(/\d{8}_\d{6}/g, "<stamp>");
-    return value;
-  });
 }
 
 Deno.test("async backup: 202 at once, rising progress, then the synchronous envelope", async () => {
