@@ -14,8 +14,20 @@
  *
  * Every file is checked against psql's on the way: the same size and row
  * count each time, and the first file of each engine byte-identical
- * (SHA-256). A missed target is reported, not failed: the exit code is
- * non-zero only when something goes wrong.
+ * (SHA-256).
+ *
+ * Restores are measured the same way. One `--engine copy` set of each
+ * database is loaded into a third database with the same tables and the
+ * same collection rows, so both tools do the same work: only the embedding
+ * table, from the set's one CSV. K rounds alternate psql's `\copy ... from`
+ * of that file with `main.ts restore --table langchain_pg_embedding`, each
+ * into an embedding table emptied untimed just before, and the rows are
+ * counted after each load; one pair at N/10 rows shows memory again.
+ *
+ * Last, `main.ts serve` gets three `{"async": true}` backups in turn: how
+ * long its 202 answer takes, and whether the job's progress rises while it
+ * runs. A missed target is reported, not failed: the exit code is non-zero
+ * only when something goes wrong.
  *
  * Usage: deno run -A scripts/bench.ts [--rows N] [--dims D] [--runs K] [--json]
  *
@@ -23,23 +35,31 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { BackupResult, Engine } from "../src/backup.ts";
 import { connect, type Sql } from "../src/database.ts";
-import { APP_PERMISSIONS } from "./app_process.ts";
+import type { Envelope } from "../src/envelope.ts";
+import type { JobView } from "../src/jobs.ts";
+import type { RestoreResult } from "../src/restore.ts";
+import { APP_PERMISSIONS, startServer } from "./app_process.ts";
 import { COLLECTIONS, createFixture } from "./fixture.ts";
 import { withDatabase } from "./postgres.ts";
 
 const USAGE = `usage: deno run -A scripts/bench.ts [--rows N] [--dims D] [--runs K] [--json]
 
+Times backups and restores next to psql's \\copy to and \\copy from, and how fast
+main.ts serve answers an {"async": true} backup.
+
   --rows N   embeddings in the main table (default 100000); a second table gets N/10
   --dims D   vector dimensions (default 384)
-  --runs K   rounds at the main size, of which the median counts (default 3)
+  --runs K   rounds of backups and of restores at the main size, of which the median
+             counts (default 3)
   --json     print the results as JSON on stdout, and the report on stderr`;
 
 const TABLE = "langchain_pg_embedding";
+const API = "/api/v0/data_pipeline/vector";
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const GNU_TIME = "/usr/bin/time";
 const MIB = 1048576;
@@ -53,8 +73,31 @@ const LABELS: Record<Tool, string> = {
   cursor: "backup --engine cursor",
 };
 
-/** What a backup should achieve, next to psql and in memory. */
-const TARGETS = { copyRatio: 0.95, cursorRatio: 0.5, peakRssMb: 160, rssGrowth: 1.25 };
+const RESTORERS = ["psql", "restore"] as const;
+type Restorer = typeof RESTORERS[number];
+const RESTORE_LABELS: Record<Restorer, string> = {
+  psql: "psql \\copy from",
+  restore: "main.ts restore",
+};
+
+/** Async backups sent to the server, one after the other. */
+const ASYNC_BACKUPS = 3;
+/** How often a job's status is asked for, and for how long at most. */
+const POLL_MS = 50;
+const JOB_TIMEOUT_MS = 600_000;
+
+/**
+ * What a backup and a restore should achieve, next to psql and in memory,
+ * and how soon the server should answer an async backup.
+ */
+const TARGETS = {
+  copyRatio: 0.95,
+  cursorRatio: 0.5,
+  restoreRatio: 0.9,
+  peakRssMb: 160,
+  rssGrowth: 1.25,
+  asyncAnswerMs: 100,
+};
 
 interface Options {
   rows: number;
@@ -77,6 +120,49 @@ interface BackupSample extends Sample {
   sha256: string;
   /** main.ts's own timing of the table, without process start. */
   tableSeconds: number;
+  /** The set's folder and stamp, to restore it. */
+  directory: string;
+  stamp: string;
+}
+
+/** A backup set on disk, named as `main.ts restore` finds it. */
+interface SetOnDisk {
+  dataDir: string;
+  /** The set's folder relative to `dataDir`, for `--path`. */
+  path: string;
+  stamp: string;
+  /** Its embedding CSV, which psql loads. */
+  file: string;
+  bytes: number;
+}
+
+/** One `main.ts restore`: its process, and what it said it loaded. */
+interface RestoreSample extends Sample {
+  rows: number;
+  /** main.ts's own timing of the embedding table's COPY, without process start or checks. */
+  tableSeconds: number;
+  /** main.ts's own timing of the whole restore: SHA-256 check, connecting, the COPY. */
+  restoreSeconds: number;
+}
+
+/** Every load of one set into the target. */
+interface RestoreSizeResult {
+  rows: number;
+  bytes: number;
+  psql: Sample[];
+  restore: RestoreSample[];
+  warnings: string[];
+}
+
+/** One async backup through `main.ts serve`. */
+interface AsyncSample {
+  /** From sending the POST to having read its 202 answer. */
+  answerMs: number;
+  /** From sending the POST to the first poll that found the job finished. */
+  jobSeconds: number;
+  polls: number;
+  /** The rows in the job's progress at each poll that found it running. */
+  runningRows: number[];
 }
 
 /** psql's CSV of the embedding table, which every other file must equal. */
@@ -112,6 +198,29 @@ interface Verdict {
   met: boolean;
 }
 
+/** The restore part of the results. */
+interface RestoreResults {
+  /** What both tools load, in words. */
+  compared: string;
+  csv_bytes: number;
+  tools: Record<Restorer, ToolResult>;
+  /** Medians of main.ts's own timings: the embedding table's COPY, and the whole restore. */
+  in_process_seconds: { table: number; restore: number };
+  warnings: string[];
+}
+
+/** The async part of the results, one entry per backup in the arrays. */
+interface AsyncResults {
+  backups: number;
+  answer_ms: number[];
+  median_answer_ms: number;
+  max_answer_ms: number;
+  job_seconds: number[];
+  polls: number[];
+  /** Whether the job's rows rose, and never fell, over the polls that found it running. */
+  progress_rose: boolean[];
+}
+
 /** What `--json` prints; the text report shows the same. */
 interface Results {
   rows: number;
@@ -125,7 +234,10 @@ interface Results {
   tools: Record<Tool, ToolResult>;
   /** Median of main.ts's own timing of the embedding table, per engine. */
   in_process_seconds: Record<Engine, number>;
+  restore: RestoreResults;
+  async_backup: AsyncResults;
   targets: Verdict[];
+  /** The backups' warnings; the restores' are in `restore.warnings`. */
   warnings: string[];
 }
 
@@ -302,6 +414,11 @@ async function backup(scratch: string, url: string, engine: Engine): Promise<Bac
   const run = await timed(scratch, `main.ts backup --engine ${engine}`, command, args);
   const { data } = JSON.parse(run.stdout) as { data: BackupResult };
   const table = data.tables_backed_up[TABLE];
+  // The manifest's name is the one place the result gives the set's stamp.
+  const stamp = data.manifest_file?.match(/^manifest_(.+)\.json$/)?.[1];
+  if (stamp === undefined) {
+    throw new Error(`main.ts backup named no manifest (manifest_file ${data.manifest_file})`);
+  }
   return {
     seconds: run.seconds,
     rssKiB: run.rssKiB,
@@ -310,6 +427,8 @@ async function backup(scratch: string, url: string, engine: Engine): Promise<Bac
     bytes: table.bytes,
     sha256: table.sha256,
     tableSeconds: table.duration,
+    directory: data.backup_directory,
+    stamp,
   };
 }
 
@@ -403,6 +522,208 @@ async function measure(
   return result;
 }
 
+/**
+ * Creates the database restores go into: the fixture's tables with its
+ * collection rows, whose uuids it derives the same way in every database,
+ * and no embeddings. Both tools then load only the embedding table, and its
+ * foreign key holds without either loading the collections.
+ */
+async function prepareTarget(adminUrl: string, name: string, dimensions: number): Promise<string> {
+  const url = await prepareDatabase(adminUrl, name, 0, dimensions);
+  await withSql(url, async (sql) => {
+    // Autovacuum would otherwise visit each freshly loaded table, on one of
+    // two cores, while a later load is being timed.
+    await sql.unsafe(`ALTER TABLE ${TABLE} SET (autovacuum_enabled = false)`);
+  });
+  return url;
+}
+
+/** One copy-engine backup of `url` into `<scratch>/data`, kept there to be restored. */
+async function makeSet(scratch: string, url: string, rows: number): Promise<SetOnDisk> {
+  const sample = await backup(scratch, url, "copy");
+  if (sample.rows !== rows) {
+    throw new Error(`the set made to restore holds ${count(sample.rows)} rows, not ${count(rows)}`);
+  }
+  const dataDir = join(scratch, "data");
+  return {
+    dataDir,
+    // main.ts reports the folder under the real path of the data folder.
+    path: relative(await Deno.realPath(dataDir), sample.directory),
+    stamp: sample.stamp,
+    file: sample.file,
+    bytes: sample.bytes,
+  };
+}
+
+function psqlCopyFrom(scratch: string, url: string, file: string): Promise<Sample> {
+  return timed(scratch, "psql \\copy from", "psql", [
+    ...["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+    ...["-c", `\\copy ${TABLE} from '${file}' csv header`],
+  ]);
+}
+
+/**
+ * One `main.ts restore` of the set's embedding table, as a user runs it.
+ * Its table is already empty, so `--truncate-before-restore` costs next to
+ * nothing; it is there because a real restore over data needs it.
+ */
+async function restore(scratch: string, url: string, set: SetOnDisk): Promise<RestoreSample> {
+  const [command, args] = deno([
+    ...["restore", "--path", set.path, "--data-dir", set.dataDir, "--timestamp", set.stamp],
+    ...["--table", TABLE, "--truncate-before-restore", "--db", url, "--quiet", "--json"],
+  ]);
+  const run = await timed(scratch, "main.ts restore", command, args);
+  const { data } = JSON.parse(run.stdout) as { data: RestoreResult };
+  const table = data.tables_restored[TABLE];
+  return {
+    seconds: run.seconds,
+    rssKiB: run.rssKiB,
+    rows: table?.rows_restored ?? 0,
+    tableSeconds: table?.duration ?? Number.NaN,
+    restoreSeconds: data.duration,
+  };
+}
+
+/** Empties the target's embedding table, untimed, so that every load starts alike. */
+async function emptyTarget(url: string): Promise<void> {
+  await withSql(url, async (sql) => {
+    await sql.unsafe(`TRUNCATE ${TABLE}`);
+  });
+}
+
+async function countRows(url: string): Promise<number> {
+  return await withSql(url, async (sql) => {
+    const [row] = await sql.unsafe(`SELECT count(*)::int AS n FROM ${TABLE}`);
+    return row.n as number;
+  });
+}
+
+/**
+ * Backs `sourceUrl` up once, then loads that set's embedding CSV into the
+ * target `rounds` times with each tool, alternating, and counts the rows
+ * after every load. The set is deleted at the end.
+ */
+async function measureRestore(
+  scratch: string,
+  sourceUrl: string,
+  targetUrl: string,
+  rows: number,
+  rounds: number,
+): Promise<RestoreSizeResult> {
+  const set = await makeSet(scratch, sourceUrl, rows);
+  const result: RestoreSizeResult = {
+    rows,
+    bytes: set.bytes,
+    psql: [],
+    restore: [],
+    warnings: [],
+  };
+  const check = async (tool: Restorer, round: number, reported?: number) => {
+    const found = await countRows(targetUrl);
+    const problems = [
+      ...(found === rows ? [] : [`the target holds ${count(found)} rows`]),
+      ...(reported === undefined || reported === rows ? [] : [`it reported ${count(reported)}`]),
+    ];
+    if (problems.length > 0) {
+      const message = `restore of ${count(rows)} rows, ${tool} round ${round}: ` +
+        problems.join(", ");
+      result.warnings.push(message);
+      progress(`warning: ${message}`);
+    }
+  };
+  for (let round = 1; round <= rounds; round++) {
+    await emptyTarget(targetUrl);
+    result.psql.push(await psqlCopyFrom(scratch, targetUrl, set.file));
+    await check("psql", round);
+
+    await emptyTarget(targetUrl);
+    const sample = await restore(scratch, targetUrl, set);
+    result.restore.push(sample);
+    await check("restore", round, sample.rows);
+    progress(
+      `restore of ${count(rows)} rows, round ${round}/${rounds}: ` +
+        RESTORERS.map((tool) => `${tool} ${result[tool][round - 1].seconds.toFixed(2)} s`)
+          .join(", "),
+    );
+  }
+  await Deno.remove(set.dataDir, { recursive: true });
+  return result;
+}
+
+/**
+ * Starts `main.ts serve` on `url` and sends it `times` async backups, one
+ * after the other, each followed to its end. Every set is deleted once its
+ * job is done, so the disk holds one at most.
+ */
+async function measureAsync(scratch: string, url: string, times: number): Promise<AsyncSample[]> {
+  const dataDir = join(scratch, "served");
+  const server = await startServer(["--db", url, "--data-dir", dataDir]);
+  try {
+    const samples: AsyncSample[] = [];
+    for (let backup = 1; backup <= times; backup++) {
+      const sample = await asyncBackup(server.base);
+      // The server makes its data folder again for the next backup.
+      await Deno.remove(dataDir, { recursive: true });
+      samples.push(sample);
+      progress(
+        `async backup ${backup}/${times}: 202 in ${sample.answerMs.toFixed(1)} ms, ` +
+          `done in ${sample.jobSeconds.toFixed(2)} s after ${sample.polls} polls`,
+      );
+    }
+    return samples;
+  } finally {
+    await server.stop();
+  }
+}
+
+/** POSTs one `{"async": true}` backup, then polls its job until it is finished. */
+async function asyncBackup(base: string): Promise<AsyncSample> {
+  const started = performance.now();
+  const response = await fetch(`${base}${API}/backup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ async: true }),
+  });
+  const answer = await response.json() as Envelope;
+  const answerMs = performance.now() - started;
+  if (response.status !== 202) {
+    throw new Error(`POST ${API}/backup answered ${response.status}: ${answer.data.response}`);
+  }
+  const statusUrl = `${base}${answer.data.status_url}`;
+  const runningRows: number[] = [];
+  // Bounded, so that a job that never ends fails the benchmark instead of hanging it.
+  const maxPolls = JOB_TIMEOUT_MS / POLL_MS;
+  for (let polls = 1; polls <= maxPolls; polls++) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    const status = await fetch(statusUrl);
+    const envelope = await status.json() as Envelope;
+    if (!status.ok) {
+      throw new Error(
+        `GET ${answer.data.status_url} answered ${status.status}: ${envelope.data.response}`,
+      );
+    }
+    const job = envelope.data as unknown as JobView;
+    if (job.state === "failed") {
+      throw new Error(`the async backup failed: ${job.result?.data.response}`);
+    }
+    if (job.state === "succeeded") {
+      return { answerMs, jobSeconds: (performance.now() - started) / 1000, polls, runningRows };
+    }
+    if (job.state === "running") {
+      runningRows.push(
+        Object.values(job.progress).reduce((sum, table) => sum + table.rows, 0),
+      );
+    }
+  }
+  throw new Error(`the async backup was not finished after ${JOB_TIMEOUT_MS / 1000} s`);
+}
+
+/** Whether the rows rose over the polls that found the job running, and never fell. */
+function progressRose(rows: number[]): boolean {
+  return rows.length >= 2 && rows[rows.length - 1] > rows[0] &&
+    rows.every((value, i) => i === 0 || value >= rows[i - 1]);
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -421,23 +742,64 @@ function peakMb(samples: Sample[]): number {
   return Math.max(...samples.map((sample) => sample.rssKiB)) / 1024;
 }
 
+/** One tool's line, from its runs at both sizes, each of which moved `bytes`. */
+function toolResult(
+  big: Sample[],
+  small: Sample[],
+  rows: number,
+  bytes: number,
+  psqlSeconds: number,
+): ToolResult {
+  const seconds = big.map((sample) => sample.seconds);
+  const medianSeconds = median(seconds);
+  return {
+    median_seconds: medianSeconds,
+    rows_per_second: Math.round(rows / medianSeconds),
+    mb_per_second: round(bytes / MIB / medianSeconds),
+    // The same bytes in each case, so the ratio of throughputs is that of times.
+    ratio_to_psql: round(psqlSeconds / medianSeconds),
+    peak_rss_mb: round(peakMb(big)),
+    peak_rss_mb_small: round(peakMb(small)),
+    seconds,
+  };
+}
+
 function summarize(big: SizeResult, small: SizeResult): Record<Tool, ToolResult> {
   const psqlSeconds = median(big.psql.map((sample) => sample.seconds));
-  const line = (tool: Tool): ToolResult => {
-    const seconds = big[tool].map((sample) => sample.seconds);
-    const medianSeconds = median(seconds);
-    return {
-      median_seconds: medianSeconds,
-      rows_per_second: Math.round(big.rows / medianSeconds),
-      mb_per_second: round(big.reference.bytes / MIB / medianSeconds),
-      // The same bytes in each case, so the ratio of throughputs is that of times.
-      ratio_to_psql: round(psqlSeconds / medianSeconds),
-      peak_rss_mb: round(peakMb(big[tool])),
-      peak_rss_mb_small: round(peakMb(small[tool])),
-      seconds,
-    };
-  };
+  const line = (tool: Tool) =>
+    toolResult(big[tool], small[tool], big.rows, big.reference.bytes, psqlSeconds);
   return { psql: line("psql"), copy: line("copy"), cursor: line("cursor") };
+}
+
+function summarizeRestore(big: RestoreSizeResult, small: RestoreSizeResult): RestoreResults {
+  const psqlSeconds = median(big.psql.map((sample) => sample.seconds));
+  const line = (tool: Restorer) =>
+    toolResult(big[tool], small[tool], big.rows, big.bytes, psqlSeconds);
+  return {
+    compared: `the embedding CSV of one --engine copy set, loaded into an emptied ${TABLE} ` +
+      "whose collections are in place: psql \\copy from that file, and main.ts restore " +
+      `--table ${TABLE} --truncate-before-restore of the set`,
+    csv_bytes: big.bytes,
+    tools: { psql: line("psql"), restore: line("restore") },
+    in_process_seconds: {
+      table: median(big.restore.map((sample) => sample.tableSeconds)),
+      restore: median(big.restore.map((sample) => sample.restoreSeconds)),
+    },
+    warnings: [...big.warnings, ...small.warnings],
+  };
+}
+
+function summarizeAsync(samples: AsyncSample[]): AsyncResults {
+  const answers = samples.map((sample) => round(sample.answerMs));
+  return {
+    backups: samples.length,
+    answer_ms: answers,
+    median_answer_ms: median(answers),
+    max_answer_ms: Math.max(...answers),
+    job_seconds: samples.map((sample) => round(sample.jobSeconds)),
+    polls: samples.map((sample) => sample.polls),
+    progress_rose: samples.map((sample) => progressRose(sample.runningRows)),
+  };
 }
 
 function verdicts(tools: Record<Tool, ToolResult>, rows: number, smallRows: number): Verdict[] {
@@ -470,8 +832,41 @@ function verdicts(tools: Record<Tool, ToolResult>, rows: number, smallRows: numb
   ];
 }
 
+function restoreVerdicts(restore: RestoreResults, rows: number, smallRows: number): Verdict[] {
+  const tool = restore.tools.restore;
+  const growth = tool.peak_rss_mb / tool.peak_rss_mb_small;
+  return [
+    {
+      target: `restore throughput >= ${TARGETS.restoreRatio}x psql \\copy from`,
+      measured: `${tool.ratio_to_psql.toFixed(2)}x`,
+      met: tool.ratio_to_psql >= TARGETS.restoreRatio,
+    },
+    {
+      target: `restore peak RSS <= ${TARGETS.peakRssMb} MB`,
+      measured: `${mb(tool.peak_rss_mb)} MB`,
+      met: tool.peak_rss_mb <= TARGETS.peakRssMb,
+    },
+    {
+      target: `restore RSS at ${count(rows)} rows <= ${TARGETS.rssGrowth}x at ${count(smallRows)}`,
+      measured: `${mb(tool.peak_rss_mb)} / ${mb(tool.peak_rss_mb_small)} MB = ` +
+        `${growth.toFixed(2)}x`,
+      met: growth <= TARGETS.rssGrowth,
+    },
+  ];
+}
+
+function asyncVerdict(results: AsyncResults): Verdict {
+  return {
+    // Every answer counts: a client waits for the slowest one too.
+    target: `async backup answers 202 in < ${TARGETS.asyncAnswerMs} ms`,
+    measured: `median ${results.median_answer_ms.toFixed(1)} ms, ` +
+      `max ${results.max_answer_ms.toFixed(1)} ms`,
+    met: results.max_answer_ms < TARGETS.asyncAnswerMs,
+  };
+}
+
 function report(results: Results): string {
-  const { tools, rows, small_rows: smallRows } = results;
+  const { tools, rows, small_rows: smallRows, restore } = results;
   const lines = [
     `${TABLE}: ${count(rows)} rows x ${results.dimensions} dimensions, ` +
     `${mb(results.csv_bytes / MIB)} MB of CSV (1 MB = 1,048,576 bytes)`,
@@ -503,6 +898,10 @@ function report(results: Results): string {
       ]
       : results.warnings.map((warning) => `WARNING: ${warning}`)),
     "",
+    ...restoreReport(restore, rows, smallRows),
+    "",
+    ...asyncReport(results.async_backup),
+    "",
     "Targets:",
     ...columns(
       results.targets.map((v) => [v.met ? "met" : "NOT met", v.target, v.measured]),
@@ -510,6 +909,58 @@ function report(results: Results): string {
     ).map((line) => `  ${line}`),
   ];
   return lines.join("\n") + "\n";
+}
+
+/** The restore part of the report. */
+function restoreReport(restore: RestoreResults, rows: number, smallRows: number): string[] {
+  return [
+    `Restore of ${TABLE} from one --engine copy set (${mb(restore.csv_bytes / MIB)} MB of CSV),`,
+    "into a database with the same tables and the collection rows in place. Both load only",
+    "the embedding table, emptied untimed before every load: psql \\copy from the set's CSV,",
+    `and main.ts restore --table ${TABLE} --truncate-before-restore of the set.`,
+    "",
+    ...columns([
+      ["", "median s", "rows/s", "MB/s", "vs psql", "peak RSS MB", `at ${count(smallRows)} rows`],
+      ...RESTORERS.map((tool) => {
+        const line = restore.tools[tool];
+        return [
+          RESTORE_LABELS[tool],
+          line.median_seconds.toFixed(2),
+          count(line.rows_per_second),
+          line.mb_per_second.toFixed(1),
+          `${line.ratio_to_psql.toFixed(2)}x`,
+          mb(line.peak_rss_mb),
+          mb(line.peak_rss_mb_small),
+        ];
+      }),
+    ]),
+    "",
+    "main.ts restore reads the file twice: it checks its SHA-256 against the manifest before",
+    "loading anything, and its times include that and Deno's start. Its own median times:",
+    `the whole restore ${restore.in_process_seconds.restore.toFixed(2)} s, ` +
+    `the COPY of the table alone ${restore.in_process_seconds.table.toFixed(2)} s.`,
+    ...(restore.warnings.length === 0
+      ? [
+        `Every load left exactly the table's rows in the target (${count(rows)}, ` +
+        `${count(smallRows)}).`,
+      ]
+      : restore.warnings.map((warning) => `WARNING: ${warning}`)),
+  ];
+}
+
+/** The async part of the report. */
+function asyncReport(results: AsyncResults): string[] {
+  const rose = results.progress_rose.filter(Boolean).length;
+  return [
+    `Async backups: ${results.backups} POSTs of {"async": true} to ${API}/backup, one after`,
+    `the other, each job polled every ${POLL_MS} ms until finished.`,
+    `  202 answer: median ${results.median_answer_ms.toFixed(1)} ms, ` +
+    `max ${results.max_answer_ms.toFixed(1)} ms ` +
+    `(${results.answer_ms.map((ms) => ms.toFixed(1)).join(", ")} ms)`,
+    `  progress rose while running: ${rose} of ${results.backups} jobs ` +
+    `(${results.polls.join(", ")} polls)`,
+    `  jobs finished after ${results.job_seconds.map((s) => s.toFixed(2)).join(", ")} s`,
+  ];
 }
 
 /** Lines of aligned columns; with `numeric`, all but the first column are right-aligned. */
@@ -523,7 +974,11 @@ function columns(rows: string[][], numeric = true): string[] {
 async function benchmark(options: Options): Promise<Results> {
   await requireTools();
   const smallRows = Math.floor(options.rows / 10);
-  const names = [`pgvb_bench_${options.rows}`, `pgvb_bench_${smallRows}`];
+  const names = [
+    `pgvb_bench_${options.rows}`,
+    `pgvb_bench_${smallRows}`,
+    "pgvb_bench_restore_target",
+  ];
   const scratch = await Deno.makeTempDir({ prefix: "pgvb-bench-" });
   try {
     return await withDatabase(async (adminUrl) => {
@@ -534,6 +989,14 @@ async function benchmark(options: Options): Promise<Results> {
         const big = await measure(scratch, bigUrl, options.rows, options.runs);
         const small = await measure(scratch, smallUrl, smallRows, 1);
         const tools = summarize(big, small);
+        const targetUrl = await prepareTarget(adminUrl, names[2], options.dims);
+        const restore = summarizeRestore(
+          await measureRestore(scratch, bigUrl, targetUrl, options.rows, options.runs),
+          await measureRestore(scratch, smallUrl, targetUrl, smallRows, 1),
+        );
+        // The target's copy of the main table is no longer needed.
+        await dropDatabase(adminUrl, names[2]);
+        const asyncBackups = summarizeAsync(await measureAsync(scratch, bigUrl, ASYNC_BACKUPS));
         return {
           rows: options.rows,
           small_rows: smallRows,
@@ -547,7 +1010,13 @@ async function benchmark(options: Options): Promise<Results> {
             copy: median(big.copy.map((sample) => sample.tableSeconds)),
             cursor: median(big.cursor.map((sample) => sample.tableSeconds)),
           },
-          targets: verdicts(tools, options.rows, smallRows),
+          restore,
+          async_backup: asyncBackups,
+          targets: [
+            ...verdicts(tools, options.rows, smallRows),
+            ...restoreVerdicts(restore, options.rows, smallRows),
+            asyncVerdict(asyncBackups),
+          ],
           warnings: [...big.warnings, ...small.warnings],
         };
       } finally {

@@ -95,7 +95,7 @@ function whereClause(sql: Sql, filter: RowFilter | undefined) {
 }
 
 /** CopyData messages (one row each) are joined into chunks of about this size. */
-const COPY_CHUNK = 1024 * 1024;
+const COPY_CHUNK = 256 * 1024;
 
 /**
  * Streams `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)` as read in the

@@ -46,7 +46,10 @@ export function parseRestoreRequest(body: unknown, config: Config): RestoreReque
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     invalid('The request body must be a JSON object such as {"timestamp": "20250721_234914"}.');
   }
-  const fields = body as Record<string, unknown>;
+  // null means "not given", as in backup requests.
+  const fields = Object.fromEntries(
+    Object.entries(body as Record<string, unknown>).filter(([, value]) => value !== null),
+  );
   for (const name of Object.keys(fields)) {
     if (!RESTORE_FIELDS.includes(name)) {
       invalid(

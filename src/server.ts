@@ -20,6 +20,7 @@ import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
 import { BackupError, classifyError } from "./errors.ts";
 import { isoTimestamp } from "./format.ts";
 import { JobRegistry } from "./jobs.ts";
+import { OPENAPI } from "./openapi.ts";
 import { runRestore } from "./restore.ts";
 import {
   deleteBackupSet,
@@ -35,6 +36,7 @@ import type { Logger } from "./log.ts";
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const API = "/api/v0/data_pipeline/vector";
+const OPENAPI_PATH = "/api/v0/openapi.json";
 
 /** What the server needs besides the settings. */
 export interface ServerContext {
@@ -72,7 +74,14 @@ const ROUTES: Route[] = [
   { pattern: new URLPattern({ pathname: `${API}/jobs` }), methods: { GET: handleJobs } },
   { pattern: new URLPattern({ pathname: `${API}/jobs/:id` }), methods: { GET: handleJob } },
   { pattern: new URLPattern({ pathname: "/healthz" }), methods: { GET: handleHealth } },
+  {
+    pattern: new URLPattern({ pathname: OPENAPI_PATH }),
+    methods: { GET: handleOpenApi },
+  },
 ];
+
+/** Paths anyone may read without the token: health checks and the API description. */
+const PUBLIC_PATHS = new Set(["/healthz", OPENAPI_PATH]);
 
 /** Answers one HTTP request; never throws, always an envelope. */
 export async function handleRequest(
@@ -110,13 +119,15 @@ async function route(
     if (found) params = found.pathname.groups;
     return found !== null;
   });
+  params = decodeParams(params);
   if (!match) {
     throw new BackupError(
       "RESOURCE_NOT_FOUND",
       `There is no endpoint at ${url.pathname.slice(0, 200)}.`,
     );
   }
-  const handler = match.methods[request.method];
+  // HEAD is GET without the body (Deno.serve drops it), as HTTP defines it.
+  const handler = match.methods[request.method === "HEAD" ? "GET" : request.method];
   if (!handler) {
     const allowed = Object.keys(match.methods).join(", ");
     const response = json(errorEnvelope(
@@ -128,7 +139,7 @@ async function route(
     response.headers.set("Allow", allowed);
     return response;
   }
-  if (url.pathname !== "/healthz") checkToken(request, context.config.token);
+  if (!PUBLIC_PATHS.has(url.pathname)) checkToken(request, context.config.token);
   return await handler(request, context, params);
 }
 
@@ -251,8 +262,8 @@ async function handleDownload(
   context: ServerContext,
   params: Record<string, string | undefined>,
 ): Promise<Response> {
-  const file = decodeURIComponent(params.file ?? "");
-  const path = await setFilePath(decodeURIComponent(params.scope ?? ""), file, context.config);
+  const file = params.file ?? "";
+  const path = await setFilePath(params.scope ?? "", file, context.config);
   const opened = await Deno.open(path);
   const { size } = await opened.stat();
   const type = file.endsWith(".gz")
@@ -267,6 +278,28 @@ async function handleDownload(
       "content-disposition": `attachment; filename="${file}"`,
     },
   });
+}
+
+/** The OpenAPI 3.1 document of these routes: the one answer that is plain JSON, not the envelope. */
+function handleOpenApi(): Promise<Response> {
+  return Promise.resolve(
+    new Response(JSON.stringify(OPENAPI), {
+      headers: { "content-type": "application/json; charset=utf-8" },
+    }),
+  );
+}
+
+/** Path parameters arrive percent-encoded; one that does not decode names nothing here. */
+function decodeParams(
+  params: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  try {
+    return Object.fromEntries(
+      Object.entries(params).map(([key, value]) => [key, value && decodeURIComponent(value)]),
+    );
+  } catch {
+    throw new BackupError("RESOURCE_NOT_FOUND", "The path holds an invalid percent-encoding.");
+  }
 }
 
 async function handleHealth(
