@@ -1,14 +1,27 @@
 /**
- * Runs `main.ts` as its own process with exactly the permissions the
- * compiled binary gets (the `app` set in deno.json), so tests, the demo and
- * the benchmark exercise the program as users run it, and a missing
- * permission fails loudly.
+ * Runs `main.ts` as its own process with exactly the runtime flags the
+ * compiled binary gets, so tests, the demo and the benchmark exercise the
+ * program as users run it, and a missing permission fails loudly.
  *
  * @module
  */
 
-/** The permission flags of the shipped program: the `app` set of deno.json, as compile uses. */
-export const APP_PERMISSIONS = ["-P=app"];
+/**
+ * The runtime flags of the shipped program (the `app` permission set and the
+ * V8 memory flag), read from deno.json's `compile` task so that what is
+ * tested can never drift from what is compiled.
+ */
+export const APP_FLAGS: string[] = await compileFlags();
+
+async function compileFlags(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const flags = (config.tasks.compile as string).split(/\s+/)
+    .filter((word) => word.startsWith("-P=") || word.startsWith("--v8-flags="));
+  if (!flags.some((flag) => flag.startsWith("-P="))) {
+    throw new Error("deno.json's compile task names no permission set (-P=...)");
+  }
+  return flags;
+}
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -25,7 +38,7 @@ export async function runMain(
   options: { env?: Record<string, string>; cwd?: string } = {},
 ): Promise<RunResult> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...APP_PERMISSIONS, MAIN, ...args],
+    args: ["run", "--quiet", ...APP_FLAGS, MAIN, ...args],
     env: { NO_COLOR: "1", ...options.env },
     cwd: options.cwd,
     stdout: "piped",
@@ -58,7 +71,7 @@ export async function startServer(
   env: Record<string, string> = {},
 ): Promise<RunningServer> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...APP_PERMISSIONS, MAIN, "serve", "--port", "0", ...args],
+    args: ["run", "--quiet", ...APP_FLAGS, MAIN, "serve", "--port", "0", ...args],
     env: { NO_COLOR: "1", ...env },
     stdout: "null",
     stderr: "piped",

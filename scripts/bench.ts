@@ -43,7 +43,7 @@ import { connect, type Sql } from "../src/database.ts";
 import type { Envelope } from "../src/envelope.ts";
 import type { JobView } from "../src/jobs.ts";
 import type { RestoreResult } from "../src/restore.ts";
-import { APP_PERMISSIONS, startServer } from "./app_process.ts";
+import { APP_FLAGS, startServer } from "./app_process.ts";
 import { COLLECTIONS, createFixture } from "./fixture.ts";
 import { withDatabase } from "./postgres.ts";
 
@@ -402,7 +402,7 @@ function psqlCopy(scratch: string, url: string, file: string): Promise<Sample> {
 
 function deno(args: string[]): [string, string[]] {
   // Exactly as the shipped program runs: the `app` permission set of deno.json.
-  return [Deno.execPath(), ["run", "--quiet", ...APP_PERMISSIONS, "main.ts", ...args]];
+  return [Deno.execPath(), ["run", "--quiet", ...APP_FLAGS, "main.ts", ...args]];
 }
 
 /** One `main.ts backup` into `<scratch>/data`, as a user runs it. */

@@ -56,6 +56,11 @@ class ByteBuffer {
     this.#length += bytes.length;
   }
 
+  /** The bytes written, without a copy; for a buffer that is not written to again. */
+  finish(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+
   /** Hands out the bytes written so far and starts again, keeping capacity. */
   take(): Uint8Array {
     const out = this.#bytes.slice(0, this.#length);
@@ -112,9 +117,15 @@ export function csvHeader(columns: readonly string[]): Uint8Array {
 
 /** Encodes a batch of rows into one chunk of CSV bytes. */
 export function csvRows(rows: readonly TextRow[]): Uint8Array {
-  const out = new ByteBuffer(64 * 1024);
+  // Sized for the common case up front (each field quoted, plus separators),
+  // so a large batch is written once instead of copied while it grows.
+  let size = 0;
+  for (const row of rows) {
+    for (const value of row) size += (value?.length ?? 0) + 3;
+  }
+  const out = new ByteBuffer(size + 16);
   for (const row of rows) pushRow(out, row);
-  return out.take();
+  return out.finish();
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { backupCommand, type BackupFlags, type CommandIo } from "../src/cli.ts";
 import {
+  APP_FLAGS,
   freshDatabase,
   normalize,
   runMain,
@@ -193,4 +194,16 @@ Deno.test("a terminal gets a live progress bar; a pipe gets plain lines", async 
   } finally {
     await db.drop();
   }
+});
+
+Deno.test("serve, backup and compile run with the same flags, which the tests use", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const flagsOf = (task: string) =>
+    (config.tasks[task] as string).split(/\s+/).filter((w) => /^(-P=|--v8-flags=)/.test(w));
+  assert.deepEqual(flagsOf("serve"), APP_FLAGS);
+  assert.deepEqual(flagsOf("backup"), APP_FLAGS);
+  assert.deepEqual(flagsOf("compile"), APP_FLAGS);
+  assert.ok(APP_FLAGS.includes("-P=app"));
+  assert.equal(config.permissions.app.run, undefined, "the program never runs other programs");
+  assert.equal(config.permissions.app.ffi, undefined, "nor loads native code");
 });

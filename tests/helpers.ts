@@ -137,7 +137,7 @@ export async function readCsv(path: string): Promise<Uint8Array> {
 }
 
 export {
-  APP_PERMISSIONS,
+  APP_FLAGS,
   runMain,
   type RunningServer,
   type RunResult,
