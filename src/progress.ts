@@ -46,9 +46,17 @@ export function renderProgress(
   return `\r\x1b[K${progress.table} ${bar}${figures}${progress.done ? "\n" : ""}`;
 }
 
-/** A progress callback writing to `output`. */
+/**
+ * A progress callback writing to `output`: the bar redraws on every update,
+ * plain lines come only at milestones (every `progress_interval` rows and at
+ * the end), so logs of CI runs stay short.
+ */
 export function progressReporter(
   output: ProgressOutput,
 ): (progress: TableProgress) => void {
-  return (progress) => output.write(renderProgress(progress, output.isTerminal));
+  return (progress) => {
+    if (output.isTerminal || progress.milestone) {
+      output.write(renderProgress(progress, output.isTerminal));
+    }
+  };
 }
