@@ -27,6 +27,11 @@ export interface Cluster {
   socketDir: string;
   /** Stops the server (fast shutdown, wait) and deletes the temp folder. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Restarts the server (`pg_ctl restart -m fast`, wait) on the same port and
+   * socket: every open session is ended, as when a database server restarts.
+   */
+  restart(): Promise<void>;
 }
 
 // Debian's layout, on Debian 12 and 13 alike.
@@ -144,6 +149,13 @@ export async function startCluster(): Promise<Cluster> {
       port,
       socketDir: dir,
       stop,
+      // The log file keeps the new server's output off pg_ctl's stdout, which
+      // `run` reads to its end: a server inheriting it would never let go.
+      restart: () =>
+        server("pg_ctl", [
+          ...["-D", dataDir, "-w", "-t", "60", "-m", "fast", "restart"],
+          ...["-l", logFile, "-o", `-p ${port}`],
+        ]).then(() => {}),
     };
   } catch (error) {
     // Report why starting failed, not a later cleanup error.

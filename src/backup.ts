@@ -20,6 +20,7 @@ import {
   cursorOut,
   type DatabaseTarget,
   EXCLUSIVE_LOCK_SQL,
+  NO_TIMEOUTS,
   type RowFilter,
   type Sql,
   type TransactionSql,
@@ -198,9 +199,14 @@ async function backUpSet(
 ): Promise<void> {
   const sql = connect(options.target);
   const files: AtomicFile[] = [];
+  // Ends the exports' own connections when the run fails or is stopped.
+  const readers = new AbortController();
   // A stop request must also end waits inside the database (a lock held by
   // a long writer, a slow query): closing the connection rolls back.
-  const stop = () => sql.end({ timeout: 0 });
+  const stop = () => {
+    readers.abort();
+    sql.end({ timeout: 0 });
+  };
   options.signal?.addEventListener("abort", stop);
   try {
     const [{ acquired }] = await sql.unsafe(EXCLUSIVE_LOCK_SQL);
@@ -223,6 +229,7 @@ async function backUpSet(
     await sql.begin(mode, async (tx) => {
       // Writers are blocked before the snapshot exists, so every row
       // committed before the lock is in the snapshot and none can follow.
+      await tx.unsafe(NO_TIMEOUTS);
       if (options.truncate) {
         for (const table of options.truncateTables) {
           await tx`LOCK TABLE ${tx(table)} IN SHARE ROW EXCLUSIVE MODE`;
@@ -244,7 +251,7 @@ async function backUpSet(
         const file = await AtomicFile.create(options.directory, name);
         files.push(file);
         const tableStarted = performance.now();
-        const rows = await exportTable(options, snapshot.id, {
+        const rows = await exportTable(options, snapshot.id, readers.signal, {
           table,
           columns,
           estimatedRows,
@@ -307,6 +314,7 @@ async function backUpSet(
       }
     });
   } catch (error) {
+    readers.abort();
     for (const file of files) await file.discard();
     result.tables_backed_up = {};
     result.truncate_results = {};
@@ -500,6 +508,7 @@ async function reserveStamp(
 async function exportTable(
   options: BackupOptions,
   snapshotId: string,
+  readers: AbortSignal,
   { table, columns, estimatedRows, fetchRows, filter }: TableCatalog,
   file: AtomicFile,
 ): Promise<number> {
@@ -509,7 +518,7 @@ async function exportTable(
   if (options.engine === "copy") {
     const records = new CsvRecordCounter();
     let lastByte = -1;
-    csv = copyOut(options.target, snapshotId, table, filter).pipeThrough(
+    csv = copyOut(options.target, snapshotId, table, filter, readers).pipeThrough(
       new TransformStream({
         transform(chunk, controller) {
           records.push(chunk);
@@ -532,7 +541,7 @@ async function exportTable(
   } else {
     let rows = 0;
     const names = columns.map((column) => column.name);
-    csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter)
+    csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter, readers)
       .pipeThrough(csvStringifyStream(names, (n) => rows += n))
       .pipeThrough(
         new TransformStream({

@@ -138,7 +138,9 @@ export function checkDatabaseUrl(text: string, name: string): string {
       `${name} must name a host, as in postgresql://user:password@host:5432/dbname.`,
     );
   }
-  if (!/^[A-Za-z0-9._%-]+$/.test(url.hostname)) {
+  // A DNS name, an IPv4 address or a bracketed IPv6 address; nothing else
+  // (no percent-escapes, no unix socket paths: use PGHOST for those).
+  if (!/^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/.test(url.hostname)) {
     invalid(`${name} has an invalid host name.`);
   }
   for (const key of url.searchParams.keys()) {

@@ -30,8 +30,33 @@ export interface DatabaseTarget {
   connectTimeoutSeconds: number;
 }
 
+/**
+ * postgres.js 3.4.9 can throw from a timer after a connection drops (a write
+ * scheduled on a socket that is already gone; upstream #1208, #1154). The
+ * queries of that connection have already failed with CONNECTION_CLOSED, so
+ * the exception tells nothing new, but uncaught it would end the process:
+ * a whole server, or a CLI run before it cleaned up its files.
+ */
+function ignoreLateSocketWrites(): void {
+  globalThis.addEventListener("error", (event) => {
+    const error = (event as ErrorEvent).error;
+    if (
+      error instanceof TypeError &&
+      error.message === "Cannot read properties of null (reading 'write')" &&
+      /postgres/.test(String(error.stack))
+    ) {
+      event.preventDefault();
+    }
+  });
+}
+let lateWritesIgnored = false;
+
 /** Opens a single-connection client: one session, so locks and transactions stay on it. */
 export function connect(target: DatabaseTarget): Sql {
+  if (!lateWritesIgnored) {
+    lateWritesIgnored = true;
+    ignoreLateSocketWrites();
+  }
   const options = {
     // postgres.js reads sslmode from URLs but not libpq's PGSSLMODE.
     ...(target.url === undefined && Deno.env.get("PGSSLMODE")
@@ -54,17 +79,62 @@ function checkSnapshotId(snapshotId: string): string {
   return snapshotId;
 }
 
+/**
+ * A backup's sessions must outlive timeouts meant for applications: an
+ * export may take hours, and the coordinator idles in its transaction
+ * meanwhile. pg_dump sets the same three.
+ */
+export const NO_TIMEOUTS =
+  "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0";
+
+/**
+ * Ends a reader's session when `signal` aborts: a backup that failed
+ * elsewhere must not leave an export running (and holding its lock) while
+ * nobody reads it. A connection in the middle of a COPY does not close from
+ * this side (postgres.js waits for the server, the server waits for us to
+ * read), so its backend is ended from a session of its own.
+ */
+async function* closedOnAbort<T>(
+  target: DatabaseTarget,
+  reader: { sql: Sql; pid: number },
+  signal: AbortSignal,
+  rows: () => AsyncIterable<T>,
+): AsyncGenerator<T> {
+  const terminate = async () => {
+    const other = connect(target);
+    try {
+      await other`
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE pid = ${reader.pid} AND application_name = 'pgvector-backup'`;
+    } catch {
+      // Unreachable database: then its session is ending on its own.
+    } finally {
+      await other.end({ timeout: 1 });
+    }
+  };
+  signal.addEventListener("abort", terminate);
+  try {
+    signal.throwIfAborted();
+    yield* rows();
+  } finally {
+    signal.removeEventListener("abort", terminate);
+    await reader.sql.end({ timeout: 0 });
+  }
+}
+
 async function openSnapshotReader(
   target: DatabaseTarget,
   snapshotId: string,
-): Promise<Sql> {
+): Promise<{ sql: Sql; pid: number }> {
   const sql = connect(target);
   try {
     await sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     await sql.unsafe(
       `SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`,
     );
-    return sql;
+    await sql.unsafe(NO_TIMEOUTS);
+    const [{ pid }] = await sql`SELECT pg_backend_pid() AS pid`;
+    return { sql, pid };
   } catch (error) {
     await sql.end({ timeout: 0 });
     throw error;
@@ -102,11 +172,13 @@ export function copyOut(
   target: DatabaseTarget,
   snapshotId: string,
   table: string,
-  filter?: RowFilter,
+  filter: RowFilter | undefined,
+  signal: AbortSignal,
 ): ReadableStream<Uint8Array> {
   async function* chunks(): AsyncGenerator<Uint8Array> {
-    const sql = await openSnapshotReader(target, snapshotId);
-    try {
+    const reader = await openSnapshotReader(target, snapshotId);
+    const sql = reader.sql;
+    yield* closedOnAbort(target, reader, signal, async function* () {
       const source = filter
         ? sql`(SELECT * FROM ${sql(table)} ${whereClause(sql, filter)})`
         : sql`${sql(table)}`;
@@ -115,9 +187,7 @@ export function copyOut(
       // measured: no faster, and a third more peak memory; the file writer
       // coalesces its writes anyway.
       for await (const chunk of stream) yield chunk as Uint8Array;
-    } finally {
-      await sql.end({ timeout: 0 });
-    }
+    });
   }
   return ReadableStream.from(chunks());
 }
@@ -133,20 +203,20 @@ export function cursorOut(
   table: string,
   columns: readonly string[],
   batchSize: number,
-  filter?: RowFilter,
+  filter: RowFilter | undefined,
+  signal: AbortSignal,
 ): ReadableStream<TextRow[]> {
   async function* batches(): AsyncGenerator<TextRow[]> {
-    const sql = await openSnapshotReader(target, snapshotId);
-    try {
+    const reader = await openSnapshotReader(target, snapshotId);
+    const sql = reader.sql;
+    yield* closedOnAbort(target, reader, signal, async function* () {
       const cursor = sql`SELECT ${sql(columns as string[])} FROM ${sql(table)} ${
         whereClause(sql, filter)
       }`
         .raw()
         .cursor(batchSize);
       for await (const rows of cursor) yield rows as unknown as TextRow[];
-    } finally {
-      await sql.end({ timeout: 0 });
-    }
+    });
   }
   return ReadableStream.from(batches());
 }

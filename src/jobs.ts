@@ -46,6 +46,7 @@ const FINISHED_KEPT = 100;
 export class JobRegistry {
   #jobs = new Map<string, JobView>();
   #finished: string[] = [];
+  #running = new Set<Promise<Envelope>>();
 
   /**
    * Starts `work` as a job. `work` reports progress through its argument and
@@ -90,7 +91,17 @@ export class JobRegistry {
       this.#retire(job.job_id);
       return envelope;
     })();
+    this.#running.add(done);
+    done.finally(() => this.#running.delete(done));
     return { job, done };
+  }
+
+  /**
+   * Resolves when no job runs. A shutdown waits for it: an async job's HTTP
+   * request was answered long ago, so the server alone would not wait.
+   */
+  async settled(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
   }
 
   /** One job, or undefined when unknown or forgotten. */

@@ -455,13 +455,14 @@ export async function serve(options: ServeOptions): Promise<void> {
       () => abort.abort(),
       options.shutdownGraceSeconds * 1000,
     );
-    server.shutdown().finally(() => clearTimeout(timer));
+    Promise.all([server.shutdown(), context.jobs.settled()]).finally(() => clearTimeout(timer));
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, stop);
   }
   try {
     await server.finished;
+    await context.jobs.settled();
   } finally {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.removeSignalListener(signal, stop);
