@@ -9,7 +9,7 @@ import type { BackupError } from "./errors.ts";
 import { isoTimestamp } from "./format.ts";
 
 /** The fixed `message` for each HTTP status, as in the original project. */
-const MESSAGES: Record<number, string> = {
+export const MESSAGES: Record<number, string> = {
   200: "操作成功",
   202: "请求已接受",
   400: "请求参数错误",

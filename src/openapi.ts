@@ -16,6 +16,8 @@
  * @module
  */
 
+import { MESSAGES } from "./envelope.ts";
+
 const API = "/api/v0/data_pipeline/vector";
 
 /** The task folder of the original design's examples. */
@@ -26,21 +28,6 @@ const STAMP = "20250721_234914";
 const DB_EXAMPLE = "postgresql://user:password@localhost:5432/dbname";
 /** Nothing listens on port 1: the database is unreachable. */
 const DB_DOWN = "postgresql://user:password@127.0.0.1:1/dbname";
-
-/** The envelope's fixed `message` for each status (`envelope.ts`). */
-const MESSAGES: Record<number, string> = {
-  200: "操作成功",
-  202: "请求已接受",
-  400: "请求参数错误",
-  401: "未授权",
-  403: "禁止访问",
-  404: "资源未找到",
-  405: "方法不允许",
-  409: "资源冲突",
-  413: "请求体过大",
-  500: "系统内部错误",
-  503: "服务不可用",
-};
 
 /** The `error_type` values each error status carries (`errors.ts`). */
 const ERROR_TYPES: Record<number, string[]> = {

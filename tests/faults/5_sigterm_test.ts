@@ -62,8 +62,21 @@ async function doneOrRolledBack(
   return "rolled back";
 }
 
-Deno.test("SIGTERM during `backup --truncate`: done or rolled back, no .tmp, exit 143", async () => {
-  const tally = new Tally("5. SIGTERM to `main.ts backup --truncate`");
+/** What a SIGTERM scene hands its test: a filled database, a data folder and a config. */
+interface Scene {
+  db: TestDatabase;
+  dataDir: string;
+  configPath: string;
+  /** SHA-256 of each table's COPY output before any run. */
+  expected: Map<string, string>;
+  outcomes: string[];
+}
+
+/**
+ * Sets up a fresh database and data folder, runs `play`, collects what was
+ * written for the secrets check, cleans up, and closes the tally.
+ */
+async function sigtermScene(tally: Tally, play: (scene: Scene) => Promise<void>): Promise<void> {
   const db = await freshDatabase(FIXTURE);
   await rememberSecret(new URL(db.url).password);
   const outcomes: string[] = [];
@@ -76,32 +89,7 @@ Deno.test("SIGTERM during `backup --truncate`: done or rolled back, no .tmp, exi
     await withTempDir(async (dataDir) => {
       const configPath = join(dataDir, "config.json");
       await Deno.writeTextFile(configPath, JSON.stringify(CONFIG));
-      const moments: [string, (task: string) => RegExp, number][] = [
-        ["first progress line", embeddingProgress, 1],
-        ["tenth progress line", embeddingProgress, 10],
-        ["after the embedding table is written", lastTableDone, 1],
-      ];
-      for (const [i, [label, pattern, times]] of moments.entries()) {
-        const task = `term_${i + 1}`;
-        await Deno.mkdir(join(dataDir, task));
-        const child = spawnMain([
-          ...["backup", "--truncate", "--json", "--db", db.url, "--data-dir", dataDir],
-          ...["--task-id", task, "--config", configPath],
-        ]);
-        await child.waitForStderr(pattern(task), times);
-        const signalled = child.kill("SIGTERM");
-        const exit = await child.exit;
-        await collect(`${task} stdout`, exit.stdout);
-        await collect(`${task} stderr`, exit.stderr);
-        await tally.try(label, async () => {
-          // A run that finished before the signal came exits 0, as usual.
-          assert.equal(exit.code, signalled ? 143 : 0, exit.stderr);
-          const envelope = JSON.parse(exit.stdout);
-          const outcome = await doneOrRolledBack(db, join(dataDir, task, "vector_bak"), expected);
-          assert.equal(envelope.success, outcome === "done", exit.stdout);
-          outcomes.push(`${label}: ${outcome}`);
-        });
-      }
+      await play({ db, dataDir, configPath, expected, outcomes });
       await collectFiles(dataDir);
     });
   } finally {
@@ -109,56 +97,71 @@ Deno.test("SIGTERM during `backup --truncate`: done or rolled back, no .tmp, exi
   }
   console.log(outcomes.join("\n"));
   await tally.close();
+}
+
+Deno.test("SIGTERM during `backup --truncate`: done or rolled back, no .tmp, exit 143", async () => {
+  const tally = new Tally("5. SIGTERM to `main.ts backup --truncate`");
+  await sigtermScene(tally, async ({ db, dataDir, configPath, expected, outcomes }) => {
+    const moments: [string, (task: string) => RegExp, number][] = [
+      ["first progress line", embeddingProgress, 1],
+      ["tenth progress line", embeddingProgress, 10],
+      ["after the embedding table is written", lastTableDone, 1],
+    ];
+    for (const [i, [label, pattern, times]] of moments.entries()) {
+      const task = `term_${i + 1}`;
+      await Deno.mkdir(join(dataDir, task));
+      const child = spawnMain([
+        ...["backup", "--truncate", "--json", "--db", db.url, "--data-dir", dataDir],
+        ...["--task-id", task, "--config", configPath],
+      ]);
+      await child.waitForStderr(pattern(task), times);
+      const signalled = child.kill("SIGTERM");
+      const exit = await child.exit;
+      await collect(`${task} stdout`, exit.stdout);
+      await collect(`${task} stderr`, exit.stderr);
+      await tally.try(label, async () => {
+        // A run that finished before the signal came exits 0, as usual.
+        assert.equal(exit.code, signalled ? 143 : 0, exit.stderr);
+        const envelope = JSON.parse(exit.stdout);
+        const outcome = await doneOrRolledBack(db, join(dataDir, task, "vector_bak"), expected);
+        assert.equal(envelope.success, outcome === "done", exit.stdout);
+        outcomes.push(`${label}: ${outcome}`);
+      });
+    }
+  });
 });
 
 Deno.test("SIGTERM to `serve` while an async backup job runs: done or rolled back, no .tmp", async () => {
   const tally = new Tally("5. SIGTERM to `main.ts serve` during an async backup job");
-  const db = await freshDatabase(FIXTURE);
-  await rememberSecret(new URL(db.url).password);
-  const outcomes: string[] = [];
-  try {
-    const expected = new Map<string, string>();
-    for (const table of [COLLECTION, EMBEDDING]) {
-      expected.set(table, sha256(await copyCsv(db.url, table)));
-    }
-    await db.sql`CREATE TABLE pristine_embedding AS TABLE langchain_pg_embedding`;
-    await withTempDir(async (dataDir) => {
-      const configPath = join(dataDir, "config.json");
-      await Deno.writeTextFile(configPath, JSON.stringify(CONFIG));
-      for (const grace of [30, 0]) {
-        const task = `job_grace_${grace}`;
-        await Deno.mkdir(join(dataDir, task));
-        const server = await startServer([
-          ...["--db", db.url, "--data-dir", dataDir, "--config", configPath],
-          ...["--shutdown-grace", String(grace)],
-        ]);
-        let code: number | undefined;
-        try {
-          const accepted = await postBackup(server.base, {
-            task_id: task,
-            truncate_vector_tables: true,
-            async: true,
-          });
-          assertEnvelope(accepted);
-          assert.equal(accepted.status, 202, accepted.text);
-          await waitForExport(server, task);
-        } finally {
-          code = await server.stop();
-          await collect(`${task} server log`, server.logs());
-        }
-        await tally.try(`grace ${grace} s`, async () => {
-          assert.equal(code, 0);
-          const outcome = await doneOrRolledBack(db, join(dataDir, task, "vector_bak"), expected);
-          // Thirty seconds are plenty for this backup: it must have finished.
-          if (grace > 0) assert.equal(outcome, "done");
-          outcomes.push(`grace ${grace} s: ${outcome}`);
+  await sigtermScene(tally, async ({ db, dataDir, configPath, expected, outcomes }) => {
+    for (const grace of [30, 0]) {
+      const task = `job_grace_${grace}`;
+      await Deno.mkdir(join(dataDir, task));
+      const server = await startServer([
+        ...["--db", db.url, "--data-dir", dataDir, "--config", configPath],
+        ...["--shutdown-grace", String(grace)],
+      ]);
+      let code: number | undefined;
+      try {
+        const accepted = await postBackup(server.base, {
+          task_id: task,
+          truncate_vector_tables: true,
+          async: true,
         });
+        assertEnvelope(accepted);
+        assert.equal(accepted.status, 202, accepted.text);
+        await waitForExport(server, task);
+      } finally {
+        code = await server.stop();
+        await collect(`${task} server log`, server.logs());
       }
-      await collectFiles(dataDir);
-    });
-  } finally {
-    await db.drop();
-  }
-  console.log(outcomes.join("\n"));
-  await tally.close();
+      await tally.try(`grace ${grace} s`, async () => {
+        assert.equal(code, 0);
+        const outcome = await doneOrRolledBack(db, join(dataDir, task, "vector_bak"), expected);
+        // Thirty seconds are plenty for this backup: it must have finished.
+        if (grace > 0) assert.equal(outcome, "done");
+        outcomes.push(`grace ${grace} s: ${outcome}`);
+      });
+    }
+  });
 });
