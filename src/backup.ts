@@ -327,6 +327,11 @@ async function backUpSet(
   }
 }
 
+/** The sentence for a table the database does not have. */
+function missingTable(table: string): string {
+  return `Table ${table} does not exist in this database; check the connection and the table list.`;
+}
+
 /**
  * Fails before any lock or file, naming the table and the missing privilege,
  * so that a role set up for reading only gets a sentence it can act on.
@@ -343,7 +348,7 @@ async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> 
     if (!access.present) {
       throw new BackupError(
         "DATABASE_ERROR",
-        `Table ${table} does not exist in this database; check the connection and the table list.`,
+        missingTable(table),
         false,
       );
     }
@@ -390,7 +395,7 @@ async function describeTable(
   if (!relation) {
     throw new BackupError(
       "DATABASE_ERROR",
-      `Table ${table} does not exist in this database; check the connection and the table list.`,
+      missingTable(table),
       false,
     );
   }

@@ -31,7 +31,8 @@ const FIELDS = [
   "backup_vector_tables",
   "collection_names",
 ];
-const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
+/** What a task id may look like: it names a folder, so nothing that could leave one. */
+export const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
 /** Connection-string options that are passed on; anything else is refused. */
 const URL_OPTIONS = new Set([
   "sslmode",
@@ -39,8 +40,18 @@ const URL_OPTIONS = new Set([
   "target_session_attrs",
 ]);
 
-function invalid(message: string): never {
+/** Refuses a request with a 400 and a sentence saying what is wrong. */
+export function invalid(message: string): never {
   throw new BackupError("INVALID_PARAMS", message);
+}
+
+/** Checks a `task_id` from a body, a query or a flag. */
+export function checkTaskId(value: unknown): string {
+  if (typeof value !== "string") invalid("task_id must be a string.");
+  if (!TASK_ID.test(value)) {
+    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
+  }
+  return value;
 }
 
 /**
@@ -70,14 +81,7 @@ export function parseBackupRequest(body: unknown): BackupRequest {
     backup_vector_tables,
     collection_names,
   } = fields;
-  if (task_id !== undefined && task_id !== null) {
-    if (typeof task_id !== "string") invalid("task_id must be a string.");
-    if (!TASK_ID.test(task_id)) {
-      invalid(
-        "task_id may only contain letters, digits and underscores, at most 128 characters.",
-      );
-    }
-  }
+  if (task_id !== undefined && task_id !== null) checkTaskId(task_id);
   if (db_connection !== undefined && db_connection !== null) {
     if (typeof db_connection !== "string") {
       invalid("db_connection must be a string.");

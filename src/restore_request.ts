@@ -8,7 +8,14 @@
  */
 
 import { join } from "node:path";
-import { checkDatabaseUrl, databaseUrl, type RunHooks } from "./backup_request.ts";
+import {
+  checkDatabaseUrl,
+  checkTaskId,
+  databaseUrl,
+  invalid,
+  type RunHooks,
+  TASK_ID,
+} from "./backup_request.ts";
 import { type BackupSet, deleteSet, listFolder, stampSource } from "./backup_sets.ts";
 import { type Config, setNaming } from "./config.ts";
 import { BackupError } from "./errors.ts";
@@ -35,11 +42,6 @@ const RESTORE_FIELDS = [
   "db_connection",
   "truncate_before_restore",
 ];
-const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
-
-function invalid(message: string): never {
-  throw new BackupError("INVALID_PARAMS", message);
-}
 
 /** Checks a restore body against the settings (table names, stamp format). */
 export function parseRestoreRequest(body: unknown, config: Config): RestoreRequest {
@@ -61,9 +63,7 @@ export function parseRestoreRequest(body: unknown, config: Config): RestoreReque
   }
   const { task_id, backup_path, timestamp, tables, db_connection, truncate_before_restore } =
     fields;
-  if (task_id !== undefined && (typeof task_id !== "string" || !TASK_ID.test(task_id))) {
-    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
-  }
+  if (task_id !== undefined) checkTaskId(task_id);
   if (backup_path !== undefined) {
     if (typeof backup_path !== "string") invalid("backup_path must be a string.");
     checkRelativePath(backup_path);
@@ -167,9 +167,7 @@ export function parseListQuery(params: URLSearchParams): ListRequest {
     }
   }
   const taskId = params.get("task_id") || undefined;
-  if (taskId !== undefined && !TASK_ID.test(taskId)) {
-    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
-  }
+  if (taskId !== undefined) checkTaskId(taskId);
   const globalOnly = params.get("global_only") ?? "false";
   if (!["true", "false", "1", "0", ""].includes(globalOnly)) {
     invalid("global_only must be true or false.");

@@ -23,6 +23,7 @@ import {
   runMainCollected,
   sessionsGone,
   sha256,
+  snapshotTables,
   spawnMain,
   Tally,
 } from "./support.ts";
@@ -81,14 +82,7 @@ Deno.test("SIGKILL at 20 moments of `backup --truncate`: no partial file, no los
   const outcomes = new Map<string, number>();
   let lines = 0;
   try {
-    // Nothing writes to the database during the test, so every complete file
-    // must be exactly what PostgreSQL's COPY writes now.
-    const expected = new Map<string, string>();
-    for (const table of [COLLECTION, EMBEDDING]) {
-      expected.set(table, sha256(await copyCsv(db.url, table)));
-    }
-    // A copy in the same physical order, to refill the table after a truncate.
-    await db.sql`CREATE TABLE pristine_embedding AS TABLE langchain_pg_embedding`;
+    const expected = await snapshotTables(db);
 
     await withTempDir(async (dataDir) => {
       const configPath = join(dataDir, "config.json");

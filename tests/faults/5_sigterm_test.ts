@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyCsv, freshDatabase, startServer, type TestDatabase, withTempDir } from "../helpers.ts";
+import { freshDatabase, startServer, type TestDatabase, withTempDir } from "../helpers.ts";
 import {
   assertEnvelope,
   collect,
@@ -22,6 +22,7 @@ import {
   rowCount,
   sessionsGone,
   sha256,
+  snapshotTables,
   spawnMain,
   Tally,
   waitForExport,
@@ -81,11 +82,7 @@ async function sigtermScene(tally: Tally, play: (scene: Scene) => Promise<void>)
   await rememberSecret(new URL(db.url).password);
   const outcomes: string[] = [];
   try {
-    const expected = new Map<string, string>();
-    for (const table of [COLLECTION, EMBEDDING]) {
-      expected.set(table, sha256(await copyCsv(db.url, table)));
-    }
-    await db.sql`CREATE TABLE pristine_embedding AS TABLE langchain_pg_embedding`;
+    const expected = await snapshotTables(db);
     await withTempDir(async (dataDir) => {
       const configPath = join(dataDir, "config.json");
       await Deno.writeTextFile(configPath, JSON.stringify(CONFIG));

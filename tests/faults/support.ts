@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Sql } from "../../src/database.ts";
-import { APP_FLAGS, runMain, type RunningServer } from "../helpers.ts";
+import { APP_FLAGS, copyCsv, runMain, type RunningServer, type TestDatabase } from "../helpers.ts";
 
 export const ENDPOINT = "/api/v0/data_pipeline/vector/backup";
 export const EMBEDDING = "langchain_pg_embedding";
@@ -363,6 +363,20 @@ export async function assertNoSetLeft(dir: string): Promise<void> {
     [],
     `files of a failed set remain in ${dir}`,
   );
+}
+
+/**
+ * Before a kill or a signal: the SHA-256 of each table's COPY output (nothing
+ * writes meanwhile, so every complete file must match it) and a copy of the
+ * embeddings in the same physical order, to refill the table after a truncate.
+ */
+export async function snapshotTables(db: TestDatabase): Promise<Map<string, string>> {
+  const expected = new Map<string, string>();
+  for (const table of [COLLECTION, EMBEDDING]) {
+    expected.set(table, sha256(await copyCsv(db.url, table)));
+  }
+  await db.sql`CREATE TABLE pristine_embedding AS TABLE langchain_pg_embedding`;
+  return expected;
 }
 
 export function sha256(bytes: Uint8Array): string {
