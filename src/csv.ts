@@ -24,7 +24,80 @@ const DOT = 0x2e;
 /** One row as PostgreSQL's text output: each value's bytes, or null for NULL. */
 export type TextRow = ReadonlyArray<Uint8Array | null>;
 
-/** A growable byte buffer, so a whole batch becomes one large write. */
+/**
+ * `Uint8Array`'s own `indexOf`. Drivers hand over Node Buffers, whose
+ * `indexOf` is, under Deno, many times slower; calling this one on them
+ * avoids that without a new view per value.
+ */
+const indexOf = Uint8Array.prototype.indexOf;
+
+/** Rows encoded into one growing buffer, so a whole batch becomes one large write. */
+class CsvBuffer {
+  #bytes: Uint8Array;
+  #length = 0;
+
+  constructor(capacity: number) {
+    this.#bytes = new Uint8Array(capacity);
+  }
+
+  /** Makes room for `extra` more bytes: once per field, not per byte. */
+  #reserve(extra: number): Uint8Array {
+    const needed = this.#length + extra;
+    if (needed > this.#bytes.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
+      grown.set(this.#bytes.subarray(0, this.#length));
+      this.#bytes = grown;
+    }
+    return this.#bytes;
+  }
+
+  row(row: TextRow): void {
+    const singleColumn = row.length === 1;
+    for (let i = 0; i < row.length; i++) {
+      if (i > 0) this.#reserve(1)[this.#length++] = COMMA;
+      const value = row[i];
+      if (value !== null) this.#field(value, singleColumn);
+    }
+    this.#reserve(1)[this.#length++] = LF;
+  }
+
+  #field(value: Uint8Array, singleColumn: boolean): void {
+    const firstQuote = indexOf.call(value, QUOTE);
+    const needsQuotes = value.length === 0 || firstQuote !== -1 ||
+      indexOf.call(value, COMMA) !== -1 || indexOf.call(value, LF) !== -1 ||
+      indexOf.call(value, CR) !== -1 || (singleColumn && isEndOfDataMarker(value));
+    if (!needsQuotes) {
+      this.#reserve(value.length).set(value, this.#length);
+      this.#length += value.length;
+      return;
+    }
+    // At most: the bytes before the first quote, every later byte doubled,
+    // and the two quotes around.
+    const room = firstQuote === -1 ? value.length + 2 : 2 * value.length - firstQuote + 2;
+    const bytes = this.#reserve(room);
+    let at = this.#length;
+    bytes[at++] = QUOTE;
+    if (firstQuote === -1) {
+      bytes.set(value, at);
+      at += value.length;
+    } else {
+      for (let k = 0; k < value.length; k++) {
+        const byte = value[k];
+        bytes[at++] = byte;
+        if (byte === QUOTE) bytes[at++] = QUOTE;
+      }
+    }
+    bytes[at++] = QUOTE;
+    this.#length = at;
+  }
+
+  /** The bytes written, without a copy; for a buffer that is not written to again. */
+  finish(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+}
+
+/** The bytes of a value that spans chunks, gathered while it is parsed. */
 class ByteBuffer {
   #bytes: Uint8Array;
   #length = 0;
@@ -33,35 +106,22 @@ class ByteBuffer {
     this.#bytes = new Uint8Array(capacity);
   }
 
-  #reserve(extra: number): void {
-    const needed = this.#length + extra;
-    if (needed <= this.#bytes.length) return;
-    const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
-    grown.set(this.#bytes.subarray(0, this.#length));
-    this.#bytes = grown;
-  }
-
   get length(): number {
     return this.#length;
   }
 
-  pushByte(byte: number): void {
-    this.#reserve(1);
-    this.#bytes[this.#length++] = byte;
-  }
-
   pushBytes(bytes: Uint8Array): void {
-    this.#reserve(bytes.length);
+    const needed = this.#length + bytes.length;
+    if (needed > this.#bytes.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
+      grown.set(this.#bytes.subarray(0, this.#length));
+      this.#bytes = grown;
+    }
     this.#bytes.set(bytes, this.#length);
-    this.#length += bytes.length;
+    this.#length = needed;
   }
 
-  /** The bytes written, without a copy; for a buffer that is not written to again. */
-  finish(): Uint8Array {
-    return this.#bytes.subarray(0, this.#length);
-  }
-
-  /** Hands out the bytes written so far and starts again, keeping capacity. */
+  /** Hands out the bytes gathered so far and starts again, keeping capacity. */
   take(): Uint8Array {
     const out = this.#bytes.slice(0, this.#length);
     this.#length = 0;
@@ -69,50 +129,24 @@ class ByteBuffer {
   }
 }
 
+/**
+ * The same bytes as a plain `Uint8Array`, whose `indexOf` and `subarray`
+ * are the fast ones.
+ */
+function plain(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
 function isEndOfDataMarker(value: Uint8Array): boolean {
   return value.length === 2 && value[0] === BACKSLASH && value[1] === DOT;
 }
 
-function pushField(
-  out: ByteBuffer,
-  value: Uint8Array,
-  singleColumn: boolean,
-): void {
-  const firstQuote = value.indexOf(QUOTE);
-  const needsQuotes = value.length === 0 || firstQuote !== -1 ||
-    value.indexOf(COMMA) !== -1 || value.indexOf(LF) !== -1 ||
-    value.indexOf(CR) !== -1 || (singleColumn && isEndOfDataMarker(value));
-  if (!needsQuotes) {
-    out.pushBytes(value);
-    return;
-  }
-  out.pushByte(QUOTE);
-  let start = 0;
-  for (let q = firstQuote; q !== -1; q = value.indexOf(QUOTE, q + 1)) {
-    out.pushBytes(value.subarray(start, q + 1));
-    out.pushByte(QUOTE);
-    start = q + 1;
-  }
-  out.pushBytes(value.subarray(start));
-  out.pushByte(QUOTE);
-}
-
-function pushRow(out: ByteBuffer, row: TextRow): void {
-  const singleColumn = row.length === 1;
-  for (let i = 0; i < row.length; i++) {
-    if (i > 0) out.pushByte(COMMA);
-    const value = row[i];
-    if (value !== null) pushField(out, value, singleColumn);
-  }
-  out.pushByte(LF);
-}
-
 /** The header line PostgreSQL writes for these column names. */
 export function csvHeader(columns: readonly string[]): Uint8Array {
-  const out = new ByteBuffer(256);
+  const out = new CsvBuffer(256);
   const encoder = new TextEncoder();
-  pushRow(out, columns.map((name) => encoder.encode(name)));
-  return out.take();
+  out.row(columns.map((name) => encoder.encode(name)));
+  return out.finish();
 }
 
 /** Encodes a batch of rows into one chunk of CSV bytes. */
@@ -123,8 +157,8 @@ export function csvRows(rows: readonly TextRow[]): Uint8Array {
   for (const row of rows) {
     for (const value of row) size += (value?.length ?? 0) + 3;
   }
-  const out = new ByteBuffer(size + 16);
-  for (const row of rows) pushRow(out, row);
+  const out = new CsvBuffer(size + (size >> 3) + 16);
+  for (const row of rows) out.row(row);
   return out.finish();
 }
 
@@ -163,13 +197,13 @@ export class CsvRecordCounter {
   }
 
   /** Scans one chunk and returns how many records it completed. */
-  push(chunk: Uint8Array): number {
+  push(bytes: Uint8Array): number {
+    const chunk = plain(bytes);
     let completed = 0;
     let i = 0;
-    // Next positions are remembered between steps, so neither many quotes
-    // nor many short rows make the scan quadratic.
-    let newline = -2;
-    let quote = -2;
+    // Each byte is looked at once: quoted stretches (most of a row: the
+    // vector, the JSON) only by the search for their closing quote, the
+    // stretches between fields by the count of newlines.
     while (i < chunk.length) {
       if (this.#inQuotes) {
         const close = chunk.indexOf(QUOTE, i);
@@ -178,21 +212,31 @@ export class CsvRecordCounter {
         i = close + 1;
         continue;
       }
-      if (quote !== -1 && quote < i) quote = chunk.indexOf(QUOTE, i);
-      if (newline !== -1 && newline < i) newline = chunk.indexOf(LF, i);
-      if (newline !== -1 && (quote === -1 || newline < quote)) {
-        completed++;
-        i = newline + 1;
-      } else if (quote !== -1) {
-        this.#inQuotes = true;
-        i = quote + 1;
-      } else {
-        break;
-      }
+      const open = chunk.indexOf(QUOTE, i);
+      const end = open === -1 ? chunk.length : open;
+      completed += countNewlines(chunk, i, end);
+      if (open === -1) break;
+      this.#inQuotes = true;
+      i = open + 1;
     }
     this.#records += completed;
     return completed;
   }
+}
+
+/** Below this length a plain loop beats setting up a native search. */
+const SHORT_STRETCH = 64;
+
+/** The number of LF bytes in `bytes[from, to)`. */
+function countNewlines(bytes: Uint8Array, from: number, to: number): number {
+  let count = 0;
+  if (to - from <= SHORT_STRETCH) {
+    for (let k = from; k < to; k++) if (bytes[k] === LF) count++;
+    return count;
+  }
+  const stretch = bytes.subarray(from, to);
+  for (let at = stretch.indexOf(LF); at !== -1; at = stretch.indexOf(LF, at + 1)) count++;
+  return count;
 }
 
 /** Where the parser stands between two bytes. */
