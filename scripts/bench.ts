@@ -935,8 +935,8 @@ function restoreReport(restore: RestoreResults, rows: number, smallRows: number)
       }),
     ]),
     "",
-    "main.ts restore reads the file twice: it checks its SHA-256 against the manifest before",
-    "loading anything, and its times include that and Deno's start. Its own median times:",
+    "main.ts restore hashes the file while loading it and compares it with the manifest before",
+    "it commits; its times include that and Deno's start. Its own median times:",
     `the whole restore ${restore.in_process_seconds.restore.toFixed(2)} s, ` +
     `the COPY of the table alone ${restore.in_process_seconds.table.toFixed(2)} s.`,
     ...(restore.warnings.length === 0

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
 import { removeIfPresent } from "./atomic_file.ts";
 import { BACKUP_LOG_NAME } from "./backup_log.ts";
@@ -219,21 +219,38 @@ export async function verifySet(set: BackupSet): Promise<FileCheck[]> {
   const checks: FileCheck[] = [];
   for (const file of set.files) {
     const { sha256, rows } = await hashAndCount(join(set.directory, file.name), file.gzip);
-    const entry = set.manifest?.tables.find((t) => t.file === file.name);
-    const check: FileCheck = { file: file.name, ok: true, rows, sha256 };
-    if (set.manifest && !entry) {
-      check.ok = false;
-      check.problem = "not listed in the manifest";
-    } else if (entry && entry.sha256 !== sha256) {
-      check.ok = false;
-      check.problem = `SHA-256 is ${sha256}, the manifest says ${entry.sha256}`;
-    } else if (entry && entry.row_count !== rows) {
-      check.ok = false;
-      check.problem = `${rows} rows, the manifest says ${entry.row_count}`;
-    }
-    checks.push(check);
+    const problem = manifestMismatch(set, file.name, sha256, rows);
+    checks.push({ file: file.name, ok: problem === undefined, rows, sha256, problem });
   }
   return checks;
+}
+
+/**
+ * How a file's SHA-256 and row count differ from what the set's manifest
+ * says of it; undefined when they agree, or when the set has no manifest.
+ */
+export function manifestMismatch(
+  set: BackupSet,
+  name: string,
+  sha256: string,
+  rows: number,
+): string | undefined {
+  if (!set.manifest) return undefined;
+  const entry = set.manifest.tables.find((t) => t.file === name);
+  if (!entry) return "not listed in the manifest";
+  if (entry.sha256 !== sha256) return `SHA-256 is ${sha256}, the manifest says ${entry.sha256}`;
+  if (entry.row_count !== rows) return `${rows} rows, the manifest says ${entry.row_count}`;
+  return undefined;
+}
+
+/** Passes bytes on unchanged, adding each chunk to `hash` on the way. */
+export function hashedStream(hash: Hash): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream({
+    transform(chunk, controller) {
+      hash.update(chunk);
+      controller.enqueue(chunk);
+    },
+  });
 }
 
 async function hashAndCount(
@@ -243,14 +260,7 @@ async function hashAndCount(
   const hash = createHash("sha256");
   const counter = new CsvRecordCounter();
   const file = await Deno.open(path);
-  const hashed = file.readable.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        hash.update(chunk);
-        controller.enqueue(chunk);
-      },
-    }),
-  );
+  const hashed = file.readable.pipeThrough(hashedStream(hash));
   for await (const chunk of gzip ? hashed.pipeThrough(gunzipStream()) : hashed) counter.push(chunk);
   return { sha256: hash.digest("hex"), rows: Math.max(0, counter.records - 1) };
 }

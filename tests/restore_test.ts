@@ -195,34 +195,50 @@ Deno.test("a legacy value that is no Python literal fails the restore with its r
   }
 });
 
-Deno.test("one flipped byte makes verify and restore refuse, naming the file", async () => {
+Deno.test("one flipped byte makes verify and restore refuse, naming the file", async (t) => {
   const source = await freshDatabase({ layout: "langchain_postgres", rows: 20, dimensions: 4 });
   const target = await freshDatabase({ layout: "langchain_postgres", rows: 7, dimensions: 4 });
+  // The file is checked while it loads. Flipping the lowest bit of a
+  // vector's first digit keeps a digit, and the file still loads; flipping
+  // it in the "[" before makes a "Z", and COPY fails first. Both must be
+  // reported as damage to the file.
+  const damages = [
+    { name: "a digit: the file still loads", damaged: "digit" },
+    { name: "a bracket: COPY fails", damaged: "bracket" },
+  ];
   try {
-    await withTempDir(async (dataDir) => {
-      const dir = join(dataDir, "vector_bak");
-      await Deno.mkdir(dir);
-      const backup = await backUp(source, dir);
-      const file = backup.tables_backed_up.langchain_pg_embedding.backup_file;
-      const bytes = await Deno.readFile(join(dir, file));
-      bytes[Math.floor(bytes.length / 2)] ^= 0x01;
-      await Deno.writeFile(join(dir, file), bytes);
+    for (const damage of damages) {
+      await t.step(damage.name, () =>
+        withTempDir(async (dataDir) => {
+          const dir = join(dataDir, "vector_bak");
+          await Deno.mkdir(dir);
+          const backup = await backUp(source, dir);
+          const file = backup.tables_backed_up.langchain_pg_embedding.backup_file;
+          const bytes = await Deno.readFile(join(dir, file));
+          const vector = bytes.indexOf("[".charCodeAt(0), Math.floor(bytes.length / 2));
+          const digit = bytes.findIndex((byte, i) => i > vector && byte >= 0x30 && byte <= 0x39);
+          bytes[damage.damaged === "bracket" ? vector : digit] ^= 0x01;
+          await Deno.writeFile(join(dir, file), bytes);
 
-      const verify = await runMain(["verify", "--data-dir", dataDir]);
-      assert.equal(verify.code, 1);
-      assert.match(verify.stdout, new RegExp(`MISMATCH ${file.replace(".", "\\.")}: .*SHA-256`));
+          const verify = await runMain(["verify", "--data-dir", dataDir]);
+          assert.equal(verify.code, 1);
+          assert.match(
+            verify.stdout,
+            new RegExp(`MISMATCH ${file.replace(".", "\\.")}: .*SHA-256`),
+          );
 
-      const before = await orderedCopy(target, "langchain_pg_embedding", "id");
-      await assert.rejects(
-        restore(target, dir, stampOf(backup.manifest_file)),
-        (error: BackupError) => {
-          assert.equal(error.type, "STORAGE_ERROR");
-          assert.ok(error.message.includes(file), error.message);
-          return true;
-        },
-      );
-      assert.deepEqual(await orderedCopy(target, "langchain_pg_embedding", "id"), before);
-    });
+          const before = await orderedCopy(target, "langchain_pg_embedding", "id");
+          await assert.rejects(
+            restore(target, dir, stampOf(backup.manifest_file)),
+            (error: BackupError) => {
+              assert.equal(error.type, "STORAGE_ERROR");
+              assert.match(error.message, new RegExp(`${file.replace(".", "\\.")}: SHA-256 is`));
+              return true;
+            },
+          );
+          assert.deepEqual(await orderedCopy(target, "langchain_pg_embedding", "id"), before);
+        }));
+    }
   } finally {
     await source.drop();
     await target.drop();
