@@ -71,10 +71,21 @@ export class AtomicFile {
     return this.#bytes;
   }
 
-  /** Appends bytes; they reach the disk in large chunks. */
-  async write(chunk: Uint8Array): Promise<void> {
+  /**
+   * Appends bytes; they reach the disk in large chunks. Most calls only
+   * copy into the buffer and return nothing; a call that writes returns a
+   * promise, and nothing may be appended until it settles.
+   */
+  write(chunk: Uint8Array): Promise<void> | void {
+    if (this.#buffered + chunk.length > WRITE_CHUNK) return this.#writeThrough(chunk);
+    this.#buffer.set(chunk, this.#buffered);
+    this.#buffered += chunk.length;
     this.#bytes += chunk.length;
-    if (this.#buffered + chunk.length > WRITE_CHUNK) await this.#flush();
+  }
+
+  async #writeThrough(chunk: Uint8Array): Promise<void> {
+    await this.#flush();
+    this.#bytes += chunk.length;
     if (chunk.length >= WRITE_CHUNK) {
       this.#hash.update(chunk);
       await writeAll(this.#open(), chunk);

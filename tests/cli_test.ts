@@ -198,13 +198,17 @@ Deno.test("a terminal gets a live progress bar; a pipe gets plain lines", async 
   }
 });
 
-Deno.test("serve, backup and compile run with the same flags, which the tests use", async () => {
+Deno.test("serve, backup, compile and the Dockerfile run with the same flags, which the tests use", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  const flagsOf = (task: string) =>
-    (config.tasks[task] as string).split(/\s+/).filter((w) => /^(-P=|--v8-flags=)/.test(w));
-  assert.deepEqual(flagsOf("serve"), APP_FLAGS);
-  assert.deepEqual(flagsOf("backup"), APP_FLAGS);
-  assert.deepEqual(flagsOf("compile"), APP_FLAGS);
+  const flagsIn = (command: string) =>
+    command.split(/\s+/).filter((w) => /^(-P=|--v8-flags=)/.test(w));
+  assert.deepEqual(flagsIn(config.tasks.serve), APP_FLAGS);
+  assert.deepEqual(flagsIn(config.tasks.backup), APP_FLAGS);
+  assert.deepEqual(flagsIn(config.tasks.compile), APP_FLAGS);
+  const dockerfile = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
+  const compile = dockerfile.split("\n").find((line) => line.includes("deno compile"));
+  assert.ok(compile, "the Dockerfile compiles the binary");
+  assert.deepEqual(flagsIn(compile), APP_FLAGS);
   assert.ok(APP_FLAGS.includes("-P=app"));
   assert.equal(config.permissions.app.run, undefined, "the program never runs other programs");
   assert.equal(config.permissions.app.ffi, undefined, "nor loads native code");
