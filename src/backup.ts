@@ -530,36 +530,42 @@ async function exportTable(
   // the file in a plain call: a chain of web streams per row took a tenth
   // of an export's CPU time. The cursor engine's batches are large enough
   // for streams.
-  if (options.engine === "copy") {
-    const records = new CsvRecordCounter();
-    let lastByte = -1;
-    await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
-      options.signal?.throwIfAborted();
-      records.push(chunk);
-      if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
-      meter.update(Math.max(0, records.records - 1), chunk.length);
-      return sink.write(chunk);
-    });
-    // A stream cut short mid-row must never pass for a complete export.
-    if (records.records === 0 || lastByte !== 0x0a) {
-      throw new BackupError(
-        "SERVICE_UNAVAILABLE",
-        `The export of ${table} ended in the middle of a row; the connection was lost. Retry the backup.`,
-        true,
-      );
+  try {
+    if (options.engine === "copy") {
+      const records = new CsvRecordCounter();
+      let lastByte = -1;
+      await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
+        options.signal?.throwIfAborted();
+        records.push(chunk);
+        if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
+        meter.update(Math.max(0, records.records - 1), chunk.length);
+        return sink.write(chunk);
+      });
+      // A stream cut short mid-row must never pass for a complete export.
+      if (records.records === 0 || lastByte !== 0x0a) {
+        throw new BackupError(
+          "SERVICE_UNAVAILABLE",
+          `The export of ${table} ended in the middle of a row; the connection was lost. Retry the backup.`,
+          true,
+        );
+      }
+    } else {
+      let rows = 0;
+      const names = columns.map((column) => column.name);
+      const csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter, readers)
+        .pipeThrough(csvStringifyStream(names, (n) => rows += n));
+      for await (const chunk of csv) {
+        options.signal?.throwIfAborted();
+        meter.update(rows, chunk.length);
+        await sink.write(chunk);
+      }
     }
-  } else {
-    let rows = 0;
-    const names = columns.map((column) => column.name);
-    const csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter, readers)
-      .pipeThrough(csvStringifyStream(names, (n) => rows += n));
-    for await (const chunk of csv) {
-      options.signal?.throwIfAborted();
-      meter.update(rows, chunk.length);
-      await sink.write(chunk);
-    }
+    await sink.close?.();
+  } catch (error) {
+    // Nothing may reach the file once the caller starts removing it.
+    await sink.abort?.(error);
+    throw error;
   }
-  await sink.close?.();
   meter.finish();
   return meter.rows;
 }
@@ -570,6 +576,8 @@ interface CsvSink {
   write(chunk: Uint8Array): Promise<void> | void;
   /** Sends what is still buffered on; the file itself is committed by the caller. */
   close?(): Promise<void>;
+  /** Stops, after which nothing more reaches the file. */
+  abort?(reason: unknown): Promise<void>;
 }
 
 /** A sink that compresses into `file` with gzip. */
@@ -585,6 +593,10 @@ function gzipInto(file: AtomicFile): CsvSink {
     async close() {
       await writer.close();
       await compressed;
+    },
+    async abort(reason) {
+      await writer.abort(reason).catch(() => {});
+      await compressed.catch(() => {});
     },
   };
 }

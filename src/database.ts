@@ -13,7 +13,7 @@
 
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { setImmediate as sent } from "node:timers/promises";
+import { setImmediate } from "node:timers/promises";
 import postgres from "postgres";
 import type { TextRow } from "./csv.ts";
 import type { ColumnInfo } from "./manifest.ts";
@@ -279,7 +279,7 @@ async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
       next = items.next();
       // postgres.js sends what it queued from a setImmediate callback; let
       // that run before this batch keeps the thread busy.
-      await sent();
+      await setImmediate();
       yield item.value;
     }
   } finally {
