@@ -30,22 +30,25 @@ export interface DatabaseTarget {
 }
 
 /**
- * postgres.js 3.4.9 can throw from a timer after a connection drops (a write
- * scheduled on a socket that is already gone; upstream #1208, #1154). The
- * queries of that connection have already failed with CONNECTION_CLOSED, so
- * the exception tells nothing new, but uncaught it would end the process:
- * a whole server, or a CLI run before it cleaned up its files.
+ * postgres.js 3.4.9 can fail from a timer after a connection drops: a write
+ * scheduled on a socket that is already gone (upstream #1208, #1154), seen
+ * here as a TypeError thrown, or as "This socket has been ended by the other
+ * party" rejected. The queries of that connection have already failed with
+ * CONNECTION_CLOSED, so the error tells nothing new, but unhandled it would
+ * end the process: a whole server, or a CLI run before it cleaned up its
+ * files.
  */
 function ignoreLateSocketWrites(): void {
+  const late = (error: unknown) =>
+    error instanceof Error && /postgres/.test(String(error.stack)) &&
+    ((error instanceof TypeError &&
+      error.message === "Cannot read properties of null (reading 'write')") ||
+      error.message === "This socket has been ended by the other party");
   globalThis.addEventListener("error", (event) => {
-    const error = (event as ErrorEvent).error;
-    if (
-      error instanceof TypeError &&
-      error.message === "Cannot read properties of null (reading 'write')" &&
-      /postgres/.test(String(error.stack))
-    ) {
-      event.preventDefault();
-    }
+    if (late((event as ErrorEvent).error)) event.preventDefault();
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (late(event.reason)) event.preventDefault();
   });
 }
 let lateWritesIgnored = false;

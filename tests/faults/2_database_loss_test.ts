@@ -198,9 +198,12 @@ Deno.test("PostgreSQL restarted mid-export: retryable error, nothing truncated, 
                 // A fast shutdown sends every server process SIGTERM; once the
                 // held reader has it pending it may go on, and it dies.
                 const restarting = cluster.restart();
-                await signalPending(reader, SIGTERM);
-                signalBackend(reader, "SIGCONT");
-                await restarting;
+                try {
+                  await signalPending(reader, SIGTERM);
+                } finally {
+                  signalBackend(reader, "SIGCONT");
+                  await restarting;
+                }
               }),
           );
         } finally {

@@ -510,7 +510,17 @@ export async function signalPending(pid: number, signal: number, timeoutMs = 15_
     const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
     const pending = status.match(/^ShdPnd:\s*([0-9a-f]+)$/m);
     if (!pending || (BigInt(`0x${pending[1]}`) & bit) !== 0n) return;
-    if (Date.now() > deadline) throw new Error(`signal ${signal} never reached process ${pid}`);
+    if (Date.now() > deadline) {
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
+      const facts = status.split("\n").filter((line) =>
+        /^(State|SigPnd|ShdPnd|SigBlk|SigIgn):/.test(line)
+      );
+      throw new Error(
+        `signal ${signal} never reached process ${pid} (${cmdline.replaceAll("\0", " ").trim()}): ${
+          facts.join(", ")
+        }`,
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
