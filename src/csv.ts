@@ -25,6 +25,17 @@ const DOT = 0x2e;
 export type TextRow = ReadonlyArray<Uint8Array | null>;
 
 /**
+ * `bytes` if it holds `needed` bytes, else a copy of its first `used` bytes
+ * in a buffer at least twice as large, so growing stays linear.
+ */
+function withRoom(bytes: Uint8Array, used: number, needed: number): Uint8Array {
+  if (needed <= bytes.length) return bytes;
+  const grown = new Uint8Array(Math.max(needed, bytes.length * 2));
+  grown.set(bytes.subarray(0, used));
+  return grown;
+}
+
+/**
  * `Uint8Array`'s own `indexOf`. Drivers hand over Node Buffers, whose
  * `indexOf` is, under Deno, many times slower; calling this one on them
  * avoids that without a new view per value.
@@ -42,12 +53,7 @@ class CsvBuffer {
 
   /** Makes room for `extra` more bytes: once per field, not per byte. */
   #reserve(extra: number): Uint8Array {
-    const needed = this.#length + extra;
-    if (needed > this.#bytes.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
-      grown.set(this.#bytes.subarray(0, this.#length));
-      this.#bytes = grown;
-    }
+    this.#bytes = withRoom(this.#bytes, this.#length, this.#length + extra);
     return this.#bytes;
   }
 
@@ -112,11 +118,7 @@ class ByteBuffer {
 
   pushBytes(bytes: Uint8Array): void {
     const needed = this.#length + bytes.length;
-    if (needed > this.#bytes.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
-      grown.set(this.#bytes.subarray(0, this.#length));
-      this.#bytes = grown;
-    }
+    this.#bytes = withRoom(this.#bytes, this.#length, needed);
     this.#bytes.set(bytes, this.#length);
     this.#length = needed;
   }
