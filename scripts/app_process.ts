@@ -32,19 +32,30 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * `main.ts ...args` as the shipped program runs: the compile task's flags,
+ * no colours, no stdin, stderr piped.
+ */
+export function mainCommand(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdout: "piped" | "null" },
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...APP_FLAGS, MAIN, ...args],
+    env: { NO_COLOR: "1", ...options.env },
+    cwd: options.cwd,
+    stdout: options.stdout,
+    stderr: "piped",
+    stdin: "null",
+  });
+}
+
 /** Runs `main.ts` with the shipped permissions, as a user would. */
 export async function runMain(
   args: string[],
   options: { env?: Record<string, string>; cwd?: string } = {},
 ): Promise<RunResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...APP_FLAGS, MAIN, ...args],
-    env: { NO_COLOR: "1", ...options.env },
-    cwd: options.cwd,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).output();
+  const output = await mainCommand(args, { ...options, stdout: "piped" }).output();
   const decoder = new TextDecoder();
   return {
     code: output.code,
@@ -70,13 +81,7 @@ export async function startServer(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<RunningServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...APP_FLAGS, MAIN, "serve", "--port", "0", ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdout: "null",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
+  const child = mainCommand(["serve", "--port", "0", ...args], { env, stdout: "null" }).spawn();
   let logs = "";
   const waiters = new Set<() => void>();
   const reading = (async () => {

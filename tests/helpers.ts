@@ -138,6 +138,7 @@ export async function readCsv(path: string): Promise<Uint8Array> {
 
 export {
   APP_FLAGS,
+  mainCommand,
   runMain,
   type RunningServer,
   type RunResult,

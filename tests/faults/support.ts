@@ -12,13 +12,17 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Sql } from "../../src/database.ts";
-import { APP_FLAGS, copyCsv, runMain, type RunningServer, type TestDatabase } from "../helpers.ts";
+import {
+  copyCsv,
+  mainCommand,
+  runMain,
+  type RunningServer,
+  type TestDatabase,
+} from "../helpers.ts";
 
 export const ENDPOINT = "/api/v0/data_pipeline/vector/backup";
 export const EMBEDDING = "langchain_pg_embedding";
 export const COLLECTION = "langchain_pg_collection";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 // ---------------------------------------------------------------------------
 // The run's shared files: every test file of one `deno test` process (they
@@ -142,13 +146,7 @@ export interface MainProcess {
 }
 
 export function spawnMain(args: string[], env: Record<string, string> = {}): MainProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...APP_FLAGS, MAIN, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = mainCommand(args, { env, stdout: "piped" }).spawn();
   let stdout = "";
   let stderr = "";
   const wake = new Set<() => void>();
