@@ -37,7 +37,11 @@ Deno.test("async backup: 202 at once, rising progress, then the synchronous enve
   const db = await freshDatabase({ layout: "langchain_postgres", rows: 20_000, dimensions: 128 });
   try {
     await withTempDir(async (dataDir) => {
-      const server = await startServer(["--db", db.url, "--data-dir", dataDir]);
+      // A milestone every 1,000 rows: the export takes well under a second,
+      // shorter than the 200 ms between live updates can be relied on to show.
+      const config = join(dataDir, "config.json");
+      await Deno.writeTextFile(config, JSON.stringify({ progress_interval: 1000 }));
+      const server = await startServer(["--db", db.url, "--data-dir", dataDir, "--config", config]);
       try {
         const started = performance.now();
         const accepted = await request(server, "POST", `${API}/backup`, { async: true });
