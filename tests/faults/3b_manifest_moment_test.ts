@@ -99,7 +99,7 @@ Deno.test("3b. faults at the manifest moment: no row truncated without a complet
   await ensureStrace();
   const db = await freshDatabase({ layout: "langchain_postgres", rows: ROWS, dimensions: 16 });
   await rememberSecret(new URL(db.url).password);
-  const tally = new Tally("3b. manifest write, rename or folder fsync fails, or SIGKILL there");
+  const tally = new Tally("3b. manifest write/rename, folder fsync fail; SIGKILL there");
   try {
     const expected = await snapshotTables(db);
     await withTempDir(async (dataDir) => {
