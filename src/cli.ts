@@ -7,7 +7,7 @@
  */
 
 import type { BackupResult, Engine } from "./backup.ts";
-import { executeBackup, parseBackupRequest } from "./backup_request.ts";
+import { checkTaskId, executeBackup, parseBackupRequest } from "./backup_request.ts";
 import { listFolder, verifySet } from "./backup_sets.ts";
 import { loadConfig, setNaming } from "./config.ts";
 import { errorEnvelope, successEnvelope } from "./envelope.ts";
@@ -317,6 +317,8 @@ export async function verifyCommand(
     if (flags.taskId !== undefined && flags.path !== undefined) {
       throw new BackupError("INVALID_PARAMS", "Give --task-id or --path, not both.");
     }
+    // The same rule as every other door: a task id names one folder, never a path.
+    if (flags.taskId !== undefined) checkTaskId(flags.taskId);
     const directory = flags.path ??
       await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
     const { sets } = await listFolder(directory, setNaming(config));
@@ -395,6 +397,7 @@ export async function deleteCommand(
     if ((flags.taskId === undefined) === !flags.global) {
       throw new BackupError("INVALID_PARAMS", "Give either --task-id ID or --global.");
     }
+    if (flags.taskId !== undefined) checkTaskId(flags.taskId);
     if (flags.timestamp === undefined) {
       throw new BackupError("INVALID_PARAMS", "--timestamp is required.");
     }
