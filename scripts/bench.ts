@@ -39,7 +39,7 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { BackupResult, Engine } from "../src/backup.ts";
-import { connect, type Sql } from "../src/database.ts";
+import { connect, serverTarget, type Sql } from "../src/database.ts";
 import type { Envelope } from "../src/envelope.ts";
 import type { JobView } from "../src/jobs.ts";
 import type { RestoreResult } from "../src/restore.ts";
@@ -303,7 +303,7 @@ async function succeeds(command: string, args: string[]): Promise<boolean> {
 }
 
 async function withSql<T>(url: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
-  const sql = connect({ url, connectTimeoutSeconds: 10 });
+  const sql = await connect(serverTarget(url));
   try {
     return await fn(sql);
   } finally {
