@@ -76,10 +76,12 @@ function codedError(code: string, message: string): Error {
  * The sockets of one postgres.js client: one per host it may try, never
  * more. postgres.js 3.4.9 reconnects at once, forever, when the server
  * closes the socket cleanly while a login is pending: `closed()` in
- * src/connection.js (lines 436-451) cancels the connect timer and, with the
- * first query still waiting (`initial`), returns `reconnect()` before
- * `delay` is ever set, so `setTimeout(connect, 0)` opens the next socket
- * with a fresh timer that the next close cancels again. A peer that is not
+ * src/connection.js (lines 436-451) cancels the connect timer (line 445)
+ * and, with the first query still waiting (`initial`), returns
+ * `reconnect()` (line 451) before `closedTime` and `delay` are set (lines
+ * 455-456), so `reconnect()` (line 362) schedules `connect` after 0 ms, which
+ * opens the next socket and restarts the timer (line 343) that the next
+ * close cancels again. A peer that is not
  * PostgreSQL (an HTTP port) closes after our startup message, and the loop
  * spins a core and piles up sockets. Refusing the extra socket rejects that
  * login instead (`createSocket` hands the error to `error()`, which fails
@@ -93,7 +95,7 @@ function socketBudget(): (options: { host: string[]; port: number[]; path?: stri
     if (opened >= hosts) {
       throw codedError(
         "CONNECTION_CLOSED",
-        "the database closed the connection before the login completed",
+        "the database closed the connection (this client does not reconnect)",
       );
     }
     const index = opened++;
