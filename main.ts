@@ -48,6 +48,8 @@ const COMMANDS: Record<string, Command> = {
   --data-dir DIR       data folder (default data_pipeline/training_data)
   --db URL             default database (else config, DATABASE_URL, PG* variables)
   --token TOKEN        require "Authorization: Bearer TOKEN" (or PGVECTOR_BACKUP_TOKEN)
+  --allow-db-host HOST a host a request's db_connection may name besides loopback and
+                       the default database's (repeatable; replaces allowed_db_hosts)
   --shutdown-grace S   seconds running backups get after SIGINT/SIGTERM (default 30)
   --config FILE        JSON config file`,
     options: {
@@ -55,12 +57,14 @@ const COMMANDS: Record<string, Command> = {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "8084" },
       token: { type: "string" },
+      "allow-db-host": { type: "string", multiple: true },
       "shutdown-grace": { type: "string", default: "30" },
     },
     async run(values) {
       const config = await loadConfig(values.config as string | undefined, {
         dataDir: values["data-dir"],
         database: values.db,
+        allowedDbHosts: values["allow-db-host"],
         token: values.token ??
           (Deno.env.get("PGVECTOR_BACKUP_TOKEN") || undefined),
       });

@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { connect } from "../src/database.ts";
+import { connect, serverTarget } from "../src/database.ts";
 import { startServer } from "./app_process.ts";
 import { createFixture } from "./fixture.ts";
 import { withDatabase } from "./postgres.ts";
@@ -16,7 +16,7 @@ import { withDatabase } from "./postgres.ts";
 const DATA_DIR = "data_pipeline/training_data";
 
 await withDatabase(async (url) => {
-  const sql = connect({ url, connectTimeoutSeconds: 10 });
+  const sql = await connect(serverTarget(url));
   try {
     await createFixture(sql, { layout: "langchain_postgres", rows: 500, dimensions: 16 });
   } finally {

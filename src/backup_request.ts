@@ -12,12 +12,18 @@ import { type Config, setNaming } from "./config.ts";
 import { BackupError } from "./errors.ts";
 import { applyRetention } from "./backup_sets.ts";
 import { resolveBackupFolder } from "./folders.ts";
-import { type Logger, registerSecret } from "./log.ts";
+import {
+  type Connection,
+  isLoopback,
+  normalizeHost,
+  parseConnectionString,
+} from "./connection_string.ts";
+import { type Logger, registerServerSecret } from "./log.ts";
 
 /** The CONTRACT's request, validated. */
 export interface BackupRequest {
   taskId: string | undefined;
-  dbConnection: string | undefined;
+  dbConnection: Connection | undefined;
   truncate: boolean;
   backup: boolean;
   /** Only these LangChain collections; undefined for all. */
@@ -33,12 +39,6 @@ const FIELDS = [
 ];
 /** What a task id may look like: it names a folder, so nothing that could leave one. */
 export const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
-/** Connection-string options that are passed on; anything else is refused. */
-const URL_OPTIONS = new Set([
-  "sslmode",
-  "application_name",
-  "target_session_attrs",
-]);
 
 /** Refuses a request with a 400 and a sentence saying what is wrong. */
 export function invalid(message: string): never {
@@ -82,12 +82,9 @@ export function parseBackupRequest(body: unknown): BackupRequest {
     collection_names,
   } = fields;
   if (task_id !== undefined && task_id !== null) checkTaskId(task_id);
-  if (db_connection !== undefined && db_connection !== null) {
-    if (typeof db_connection !== "string") {
-      invalid("db_connection must be a string.");
-    }
-    checkDatabaseUrl(db_connection, "db_connection");
-  }
+  const connection = db_connection === undefined || db_connection === null
+    ? undefined
+    : parseDbConnection(db_connection);
   for (
     const [name, value] of [
       ["truncate_vector_tables", truncate_vector_tables],
@@ -102,7 +99,7 @@ export function parseBackupRequest(body: unknown): BackupRequest {
   return {
     collections: collection_names as string[] | undefined,
     taskId: (task_id ?? undefined) as string | undefined,
-    dbConnection: (db_connection ?? undefined) as string | undefined,
+    dbConnection: connection,
     truncate: truncate_vector_tables === true,
     backup: backup_vector_tables !== false,
   };
@@ -120,43 +117,13 @@ function checkCollectionNames(names: unknown): void {
 }
 
 /**
- * Checks a `postgresql://user:pass@host:port/db` string and remembers its
- * password so that logs and answers never show it.
+ * Parses a request's `db_connection` once; the value returned is what the
+ * host check and the drivers read. Nothing is remembered: a refused request
+ * leaves no trace behind.
  */
-export function checkDatabaseUrl(text: string, name: string): string {
-  if (text.length > 2048) invalid(`${name} is longer than 2048 characters.`);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    invalid(
-      `${name} is not a connection string like postgresql://user:password@host:5432/dbname.`,
-    );
-  }
-  registerSecret(url.password);
-  if (url.protocol !== "postgresql:" && url.protocol !== "postgres:") {
-    invalid(`${name} must start with postgresql:// or postgres://.`);
-  }
-  if (!url.hostname) {
-    invalid(
-      `${name} must name a host, as in postgresql://user:password@host:5432/dbname.`,
-    );
-  }
-  // A DNS name, an IPv4 address or a bracketed IPv6 address; nothing else
-  // (no percent-escapes, no unix socket paths: use PGHOST for those).
-  if (!/^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/.test(url.hostname)) {
-    invalid(`${name} has an invalid host name.`);
-  }
-  for (const key of url.searchParams.keys()) {
-    if (!URL_OPTIONS.has(key)) {
-      invalid(
-        `${name} has the unsupported option ${JSON.stringify(key.slice(0, 64))}; supported: ${
-          [...URL_OPTIONS].join(", ")
-        }.`,
-      );
-    }
-  }
-  return text;
+export function parseDbConnection(value: unknown, name = "db_connection"): Connection {
+  if (typeof value !== "string") invalid(`${name} must be a string.`);
+  return parseConnectionString(value, name, "request");
 }
 
 /** What a door may pass along: where logs go and who hears progress. */
@@ -168,36 +135,69 @@ export interface RunHooks {
 
 /**
  * The database of a request: its own `db_connection` (where the settings
- * allow one), else the configured one, else `DATABASE_URL`, else undefined
- * for libpq's `PG*` variables.
+ * allow one and its host is allowed), else the configured one, else
+ * `DATABASE_URL`, else undefined for libpq's `PG*` variables.
  */
-export function databaseUrl(
+export function databaseConnection(
   request: Pick<BackupRequest, "dbConnection">,
   config: Config,
-): string | undefined {
-  if (request.dbConnection !== undefined) {
-    if (!config.allowRequestDbConnection) {
-      throw new BackupError(
-        "FORBIDDEN",
-        "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
-      );
+): Connection | undefined {
+  const ownDefault = defaultConnection(config);
+  const requested = request.dbConnection;
+  if (requested === undefined) return ownDefault;
+  if (!config.allowRequestDbConnection) {
+    throw new BackupError(
+      "FORBIDDEN",
+      "This server does not accept db_connection in requests (allow_request_db_connection is false); leave it out.",
+    );
+  }
+  if (
+    !isLoopback(requested.host) && !defaultHosts(ownDefault).includes(requested.host) &&
+    !config.allowedDbHosts.includes(requested.host)
+  ) {
+    throw new BackupError(
+      "FORBIDDEN",
+      `db_connection may name only this machine (localhost, 127.0.0.0/8, ::1), the default database's host, or a host listed in allowed_db_hosts (--allow-db-host); ${
+        JSON.stringify(requested.host.slice(0, 255))
+      } is none of them.`,
+    );
+  }
+  return requested;
+}
+
+/** The server's own database; its password is never to be shown. */
+function defaultConnection(config: Config): Connection | undefined {
+  const [text, name] = config.database !== undefined
+    ? [config.database, "The configured database"]
+    : [Deno.env.get("DATABASE_URL") || undefined, "DATABASE_URL"];
+  if (text === undefined) {
+    registerServerSecret(Deno.env.get("PGPASSWORD"));
+    return undefined;
+  }
+  const connection = parseConnectionString(text, name, "server");
+  registerServerSecret(connection.password);
+  return connection;
+}
+
+/** The hosts of the default database: its string's host, or those of `PGHOST` (libpq's default: localhost). */
+function defaultHosts(connection: Connection | undefined): string[] {
+  if (connection !== undefined) return [connection.host];
+  const hosts = [];
+  for (const entry of (Deno.env.get("PGHOST") || "localhost").split(",")) {
+    try {
+      hosts.push(normalizeHost(entry, "PGHOST", true));
+    } catch {
+      // A socket folder, or no host name: nothing a request could name.
     }
-    return request.dbConnection;
   }
-  if (config.database !== undefined) {
-    return checkDatabaseUrl(config.database, "The configured database");
-  }
-  const fromEnv = Deno.env.get("DATABASE_URL");
-  if (fromEnv) return checkDatabaseUrl(fromEnv, "DATABASE_URL");
-  registerSecret(Deno.env.get("PGPASSWORD"));
-  return undefined;
+  return hosts;
 }
 
 /** A request checked against the settings and the disk, ready to run. */
 export interface PreparedBackup {
   request: BackupRequest;
   config: Config;
-  url: string | undefined;
+  connection: Connection | undefined;
   directory: string;
 }
 
@@ -211,18 +211,18 @@ export async function prepareBackup(
   request: BackupRequest,
   config: Config,
 ): Promise<PreparedBackup> {
-  const url = databaseUrl(request, config);
+  const connection = databaseConnection(request, config);
   const directory = await resolveBackupFolder(config.dataDir, request.taskId, config.folderName);
-  return { request, config, url, directory };
+  return { request, config, connection, directory };
 }
 
 /** Runs a prepared backup, then applies `keep_last`. */
 export async function runPreparedBackup(
-  { request, config, url, directory }: PreparedBackup,
+  { request, config, connection, directory }: PreparedBackup,
   hooks: RunHooks,
 ): Promise<BackupResult> {
   const result = await runBackup({
-    target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
+    target: { connection, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
     tables: config.tables,
     truncateTables: config.truncateTables,

@@ -10,9 +10,9 @@
 
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { databaseUrl } from "./backup_request.ts";
+import { databaseConnection } from "./backup_request.ts";
 import type { Config } from "./config.ts";
-import { connect } from "./database.ts";
+import { connect, type Sql } from "./database.ts";
 import { classifyError } from "./errors.ts";
 import { resolveBackupFolder } from "./folders.ts";
 
@@ -66,8 +66,8 @@ export async function runCheck(config: Config): Promise<CheckReport> {
 async function checkDatabase(config: Config, report: CheckReport): Promise<void> {
   let sql;
   try {
-    sql = connect({
-      url: databaseUrl({ dbConnection: undefined }, config),
+    sql = await connect({
+      connection: databaseConnection({ dbConnection: undefined }, config),
       connectTimeoutSeconds: config.connectTimeoutSeconds,
     });
     const [info] = await sql`
@@ -97,7 +97,7 @@ async function checkDatabase(config: Config, report: CheckReport): Promise<void>
   }
 }
 
-async function checkTable(sql: ReturnType<typeof connect>, table: string): Promise<TableCheck> {
+async function checkTable(sql: Sql, table: string): Promise<TableCheck> {
   const [rel] = await sql`
     SELECT to_regclass(${table}) IS NOT NULL AS exists,
            to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,

@@ -7,6 +7,7 @@
  */
 
 import type { Engine } from "./backup.ts";
+import { normalizeHost } from "./connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "./format.ts";
 
@@ -21,6 +22,8 @@ export interface Config {
   database: string | undefined;
   token: string | undefined;
   allowRequestDbConnection: boolean;
+  /** Hosts a request's `db_connection` may name besides loopback and the default database's. */
+  allowedDbHosts: string[];
   engine: Engine;
   batchSize: number;
   progressInterval: number;
@@ -40,6 +43,7 @@ export const DEFAULT_CONFIG: Config = {
   database: undefined,
   token: undefined,
   allowRequestDbConnection: true,
+  allowedDbHosts: [],
   engine: "copy",
   batchSize: 10_000,
   progressInterval: 50_000,
@@ -71,6 +75,12 @@ const tableList: Check = (v, k) =>
     v.every((t) => typeof t === "string" && TABLE_NAME.test(t))
     ? v
     : fail(k, "a list of lower-case table names");
+const hostList: Check = (v, k) => {
+  if (!Array.isArray(v) || !v.every((h) => typeof h === "string")) {
+    fail(k, "a list of host names or IP addresses");
+  }
+  return (v as string[]).map((host) => normalizeHost(host, `Config setting ${k}`, true));
+};
 const engine: Check = (v, k) => v === "copy" || v === "cursor" ? v : fail(k, '"copy" or "cursor"');
 const folderName: Check = (v, k) =>
   typeof v === "string" && /^[A-Za-z0-9_.-]{1,64}$/.test(v) && !/^\.+$/.test(v)
@@ -95,6 +105,7 @@ const FILE_KEYS: Record<string, [keyof Config, Check]> = {
   db_connection: ["database", text],
   token: ["token", text],
   allow_request_db_connection: ["allowRequestDbConnection", flag],
+  allowed_db_hosts: ["allowedDbHosts", hostList],
   engine: ["engine", engine],
   batch_size: ["batchSize", count(1_000_000)],
   progress_interval: ["progressInterval", count(1_000_000_000)],

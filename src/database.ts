@@ -14,7 +14,12 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setImmediate } from "node:timers/promises";
+import { connect as netConnect, type Socket } from "node:net";
+import type { QueryResult } from "pg";
 import postgres from "postgres";
+import { type Connection, parseConnectionString, type SslMode } from "./connection_string.ts";
+import { BackupError } from "./errors.ts";
+import { redact } from "./log.ts";
 import type { TextRow } from "./csv.ts";
 import type { ColumnInfo } from "./manifest.ts";
 
@@ -23,10 +28,19 @@ export type Sql = postgres.Sql;
 /** A postgres.js client inside `sql.begin`. */
 export type TransactionSql = postgres.TransactionSql;
 
-/** How to reach a database; `undefined` means libpq's `PG*` variables. */
+/** How to reach a database; `connection` undefined means libpq's `PG*` variables. */
 export interface DatabaseTarget {
-  url: string | undefined;
+  connection: Connection | undefined;
+  /** The deadline of each step that waits on the server: connecting and logging in, a short query. */
   connectTimeoutSeconds: number;
+}
+
+/** A target for a connection string the operator gave (as `--db` is): scripts and tests. */
+export function serverTarget(url: string, connectTimeoutSeconds = 10): DatabaseTarget {
+  return {
+    connection: parseConnectionString(url, "The connection string", "server"),
+    connectTimeoutSeconds,
+  };
 }
 
 /**
@@ -53,24 +67,201 @@ function ignoreLateSocketWrites(): void {
 }
 let lateWritesIgnored = false;
 
-/** Opens a single-connection client: one session, so locks and transactions stay on it. */
-export function connect(target: DatabaseTarget): Sql {
-  if (!lateWritesIgnored) {
-    lateWritesIgnored = true;
-    ignoreLateSocketWrites();
-  }
-  const options = {
-    // postgres.js reads sslmode from URLs but not libpq's PGSSLMODE.
-    ...(target.url === undefined && Deno.env.get("PGSSLMODE")
-      ? { ssl: Deno.env.get("PGSSLMODE") as "require" }
-      : {}),
+/** An error with the code our classification reads. */
+function codedError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * The sockets of one postgres.js client: one per host it may try, never
+ * more. postgres.js 3.4.9 reconnects at once, forever, when the server
+ * closes the socket cleanly while a login is pending: `closed()` in
+ * src/connection.js (lines 436-451) cancels the connect timer (line 445)
+ * and, with the first query still waiting (`initial`), returns
+ * `reconnect()` (line 451) before `closedTime` and `delay` are set (lines
+ * 455-456), so `reconnect()` (line 362) schedules `connect` after 0 ms, which
+ * opens the next socket and restarts the timer (line 343) that the next
+ * close cancels again. A peer that is not
+ * PostgreSQL (an HTTP port) closes after our startup message, and the loop
+ * spins a core and piles up sockets. Refusing the extra socket rejects that
+ * login instead (`createSocket` hands the error to `error()`, which fails
+ * the pending query). Each of our clients is one session anyway: locks and
+ * transactions live on it, so a silent reconnect would be a bug of its own.
+ */
+function socketBudget(): (options: { host: string[]; port: number[]; path?: string }) => Socket {
+  let opened = 0;
+  return (options) => {
+    const hosts = options.path ? 1 : options.host.length;
+    if (opened >= hosts) {
+      throw codedError(
+        "CONNECTION_CLOSED",
+        "the database closed the connection (this client does not reconnect)",
+      );
+    }
+    const index = opened++;
+    if (options.path) return netConnect({ path: options.path });
+    const socket = netConnect({ host: options.host[index], port: options.port[index] });
+    // postgres.js names the TLS server from it.
+    return Object.assign(socket, { host: options.host[index] });
+  };
+}
+
+/** postgres.js's `ssl` for an `sslmode`, as it reads one from a URL. */
+function postgresSsl(mode: SslMode | undefined): boolean | SslMode {
+  return mode === undefined || mode === "disable" ? false : mode;
+}
+
+/**
+ * postgres.js options for a parsed connection. For a request's connection
+ * every setting postgres.js would otherwise take from `PG*` variables is
+ * given here (only `target_session_attrs` it reads from the environment
+ * whatever is passed when the string has none; it moves no secret).
+ */
+function postgresOptions(target: DatabaseTarget): postgres.Options<Record<string, never>> {
+  const common = {
     max: 1,
     connect_timeout: target.connectTimeoutSeconds,
     fetch_types: false,
     onnotice: () => {},
     connection: { application_name: "pgvector-backup" },
+    // Not in postgres.js's typings, but read by it (src/connection.js, createSocket).
+    socket: socketBudget(),
   };
-  return target.url === undefined ? postgres(options) : postgres(target.url, options);
+  const c = target.connection;
+  if (c === undefined) {
+    // postgres.js reads sslmode from URLs but not libpq's PGSSLMODE.
+    const sslmode = Deno.env.get("PGSSLMODE");
+    return { ...common, ...(sslmode ? { ssl: sslmode as "require" } : {}) };
+  }
+  const explicit = c.source === "request"
+    ? {
+      sslnegotiation: null,
+      idle_timeout: null,
+      max_lifetime: null,
+      max_pipeline: 100,
+      keep_alive: 60,
+      prepare: true,
+      debug: false,
+      publications: "alltables",
+    }
+    : {};
+  return {
+    ...common,
+    ...explicit,
+    // Arrays: postgres.js splits a host string at ':' (and ','), which
+    // would turn ::1 into an empty host.
+    host: [c.host],
+    port: [c.port],
+    ...(c.user === undefined ? {} : { user: c.user }),
+    // A function: an empty password is falsy and postgres.js would put
+    // PGPASSWORD in its place.
+    ...(c.password === undefined ? {} : { pass: () => c.password as string }),
+    ...(c.database === undefined ? {} : { database: c.database }),
+    ssl: postgresSsl(c.options.sslmode),
+    ...(c.options.target_session_attrs
+      ? { target_session_attrs: c.options.target_session_attrs }
+      : {}),
+    connection: {
+      application_name: c.options.application_name ?? "pgvector-backup",
+    },
+  } as unknown as postgres.Options<Record<string, never>>;
+}
+
+/** Waits at most `seconds` for `work`; then `onExpiry` runs and the wait fails with CONNECT_TIMEOUT. */
+async function within<T>(
+  work: Promise<T>,
+  seconds: number,
+  what: string,
+  onExpiry: () => unknown,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onExpiry();
+      reject(
+        codedError("CONNECT_TIMEOUT", `the database did not answer ${what} within ${seconds} s`),
+      );
+    }, seconds * 1000);
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => {});
+  }
+}
+
+/** Did the server answer in PostgreSQL's protocol (an ErrorResponse with a SQLSTATE)? */
+function isServerAnswer(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code);
+}
+
+/**
+ * What a request is told when its database did not complete a login: one
+ * sentence, after the same wait, whether the port was closed, filtered or
+ * another service's. Anything more would make this service a port scanner
+ * for whoever may send it requests.
+ */
+async function loginFailed(
+  target: DatabaseTarget,
+  started: number,
+  error: unknown,
+): Promise<never> {
+  const connection = target.connection;
+  if (connection?.source !== "request" || isServerAnswer(error)) {
+    throw scrub(error, connection);
+  }
+  const seconds = target.connectTimeoutSeconds;
+  const left = started + seconds * 1000 - performance.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+  throw new BackupError(
+    "SERVICE_UNAVAILABLE",
+    `No PostgreSQL login completed at the database named in db_connection within ${seconds} s; check its host and port and that PostgreSQL runs there, then retry.`,
+    true,
+  );
+}
+
+/**
+ * Removes the connection's password from a driver error's text: a server or
+ * a proxy may echo it back. Per connection, so nothing is kept afterwards.
+ */
+function scrub(error: unknown, connection: Connection | undefined): unknown {
+  if (error instanceof Error) {
+    const fields = error as Error & { where?: unknown; detail?: unknown; hint?: unknown };
+    const secrets = [connection?.password];
+    fields.message = redact(fields.message, secrets);
+    for (const key of ["where", "detail", "hint"] as const) {
+      if (typeof fields[key] === "string") fields[key] = redact(fields[key] as string, secrets);
+    }
+  }
+  return error;
+}
+
+/**
+ * Opens a single-connection client (one session, so locks and transactions
+ * stay on it) and logs in, within the target's deadline; a login that does
+ * not complete in time ends the connection and fails with CONNECT_TIMEOUT.
+ */
+export async function connect(target: DatabaseTarget): Promise<Sql> {
+  if (!lateWritesIgnored) {
+    lateWritesIgnored = true;
+    ignoreLateSocketWrites();
+  }
+  const started = performance.now();
+  const sql = postgres(postgresOptions(target));
+  try {
+    await within(
+      sql`SELECT 1`.execute(),
+      target.connectTimeoutSeconds,
+      "the login",
+      () => sql.end({ timeout: 0 }),
+    );
+  } catch (error) {
+    await sql.end({ timeout: 0 }).catch(() => {});
+    return await loginFailed(target, started, error);
+  }
+  return sql;
 }
 
 /** Snapshot ids are only ever what `pg_export_snapshot()` returned. */
@@ -108,29 +299,36 @@ async function openReader(
   snapshotId: string,
   signal: AbortSignal,
 ): Promise<Reader> {
-  const sql = connect(target);
+  const sql = await connect(target);
   let pid: number;
   try {
-    await sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    await sql.unsafe(
-      `SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`,
-    );
-    await sql.unsafe(NO_TIMEOUTS);
-    [{ pid }] = await sql`SELECT pg_backend_pid() AS pid`;
+    const step = <T>(query: Promise<T>) =>
+      within(query, target.connectTimeoutSeconds, "a query", () => sql.end({ timeout: 0 }));
+    await step(sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute());
+    await step(sql.unsafe(`SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`).execute());
+    await step(sql.unsafe(NO_TIMEOUTS).execute());
+    [{ pid }] = await step(sql`SELECT pg_backend_pid() AS pid`.execute());
   } catch (error) {
     await sql.end({ timeout: 0 });
-    throw error;
+    throw scrub(error, target.connection);
   }
   const terminate = async () => {
-    const other = connect(target);
     try {
-      await other`
-        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE pid = ${pid} AND application_name = 'pgvector-backup'`;
+      const other = await connect(target);
+      try {
+        await within(
+          other`
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE pid = ${pid} AND application_name = 'pgvector-backup'`.execute(),
+          target.connectTimeoutSeconds,
+          "a query",
+          () => other.end({ timeout: 0 }),
+        );
+      } finally {
+        await other.end({ timeout: 1 });
+      }
     } catch {
       // Unreachable database: then its session is ending on its own.
-    } finally {
-      await other.end({ timeout: 1 });
     }
   };
   signal.addEventListener("abort", terminate);
@@ -336,6 +534,61 @@ function withConnectionCode(error: unknown): unknown {
   return error;
 }
 
+/** node-postgres's `ssl` for an `sslmode`, with libpq's meaning of each. */
+function pgSsl(mode: SslMode | undefined): boolean | Record<string, unknown> {
+  switch (mode) {
+    case undefined:
+    case "disable":
+      return false;
+    case "verify-full":
+      return {};
+    case "verify-ca":
+      return { checkServerIdentity: () => undefined };
+    default:
+      return { rejectUnauthorized: false };
+  }
+}
+
+/**
+ * node-postgres settings for a parsed connection: explicit fields, never a
+ * string to parse again. The password is a function for a request, so that
+ * neither `PGPASSWORD` nor a pgpass file is consulted for an empty one.
+ */
+function pgConfig(connection: Connection | undefined, timeoutSeconds: number) {
+  const common = {
+    connectionTimeoutMillis: timeoutSeconds * 1000,
+    application_name: connection?.options.application_name ?? "pgvector-backup",
+  };
+  if (connection === undefined) return common;
+  const password = connection.password;
+  return {
+    ...common,
+    host: connection.host,
+    port: connection.port,
+    user: connection.user,
+    database: connection.database,
+    password: connection.source === "request" ? () => password ?? "" : password,
+    ssl: pgSsl(connection.options.sslmode),
+    sslnegotiation: "postgres",
+  };
+}
+
+/**
+ * node-postgres fills whatever its config leaves falsy from `PG*` variables
+ * (ConnectionParameters in lib/connection-parameters.js: `val()` and the
+ * defaults); for a request's connection the ones that change what is sent
+ * at login are cleared after the fact.
+ */
+function ignorePgEnvironment(client: object): void {
+  const parameters = (client as { connectionParameters: Record<string, unknown> })
+    .connectionParameters;
+  parameters.options = undefined;
+  parameters.replication = undefined;
+  parameters.client_encoding = "";
+  parameters.binary = false;
+  Object.assign(client, { replication: undefined });
+}
+
 /**
  * Opens a load session and begins its transaction.
  *
@@ -350,41 +603,51 @@ export async function openLoadSession(target: DatabaseTarget): Promise<LoadSessi
   // took a backup's start from 0.07 to 0.10 s.
   const { default: pg } = await import("pg");
   const { from: copyFrom } = await import("pg-copy-streams");
-  const client = new pg.Client({
-    connectionString: target.url,
-    connectionTimeoutMillis: target.connectTimeoutSeconds * 1000,
-    application_name: "pgvector-backup",
-  });
+  const started = performance.now();
+  const client = new pg.Client(pgConfig(target.connection, target.connectTimeoutSeconds));
+  if (target.connection?.source === "request") ignorePgEnvironment(client);
   // An error event without a listener would crash the process; the failing
   // call reports it instead.
   client.on("error", () => {});
+  // Ends the socket: a query that passed its deadline would otherwise keep
+  // the connection busy, and the ROLLBACK queued behind it would never run.
+  const expire = () =>
+    (client as unknown as { connection: { stream: Socket } }).connection.stream
+      .destroy();
+  const step = (query: Promise<QueryResult>) =>
+    within(query, target.connectTimeoutSeconds, "a query", expire);
   try {
     await client.connect();
-    await client.query("BEGIN");
   } catch (error) {
     await client.end().catch(() => {});
-    throw withConnectionCode(error);
+    return await loginFailed(target, started, withConnectionCode(error));
+  }
+  try {
+    await step(client.query("BEGIN"));
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw scrub(withConnectionCode(error), target.connection);
   }
   let open = true;
   const run = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
       return await work();
     } catch (error) {
-      throw withConnectionCode(error);
+      throw scrub(withConnectionCode(error), target.connection);
     }
   };
   return {
     tryLock: () =>
-      run(async () => (await client.query(EXCLUSIVE_LOCK_SQL)).rows[0].acquired === true),
+      run(async () => (await step(client.query(EXCLUSIVE_LOCK_SQL))).rows[0].acquired === true),
     columns: (table) =>
       run(async () => {
-        const { rows } = await client.query(
+        const { rows } = await step(client.query(
           `SELECT attname AS name, format_type(atttypid, atttypmod) AS type
            FROM pg_attribute
            WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
            ORDER BY attnum`,
           [table],
-        );
+        ));
         return rows.length === 0 ? null : rows as ColumnInfo[];
       }),
     truncate: (tables) =>

@@ -9,15 +9,16 @@
 
 import { join } from "node:path";
 import {
-  checkDatabaseUrl,
   checkTaskId,
-  databaseUrl,
+  databaseConnection,
   invalid,
+  parseDbConnection,
   type RunHooks,
   TASK_ID,
 } from "./backup_request.ts";
 import { type BackupSet, deleteSet, listFolder, stampSource } from "./backup_sets.ts";
 import { type Config, setNaming } from "./config.ts";
+import type { Connection } from "./connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { formatFileSize } from "./format.ts";
 import { isInside, locateBackupFolder } from "./folders.ts";
@@ -30,7 +31,7 @@ export interface RestoreRequest {
   backupPath: string | undefined;
   timestamp: string;
   tables: string[] | undefined;
-  dbConnection: string | undefined;
+  dbConnection: Connection | undefined;
   truncateBeforeRestore: boolean;
 }
 
@@ -87,10 +88,7 @@ export function parseRestoreRequest(body: unknown, config: Config): RestoreReque
       }
     }
   }
-  if (db_connection !== undefined && typeof db_connection !== "string") {
-    invalid("db_connection must be a string.");
-  }
-  if (typeof db_connection === "string") checkDatabaseUrl(db_connection, "db_connection");
+  const connection = db_connection === undefined ? undefined : parseDbConnection(db_connection);
   if (truncate_before_restore !== undefined && typeof truncate_before_restore !== "boolean") {
     invalid("truncate_before_restore must be true or false.");
   }
@@ -99,7 +97,7 @@ export function parseRestoreRequest(body: unknown, config: Config): RestoreReque
     backupPath: backup_path as string | undefined,
     timestamp,
     tables: tables as string[] | undefined,
-    dbConnection: db_connection as string | undefined,
+    dbConnection: connection,
     truncateBeforeRestore: truncate_before_restore === true,
   };
 }
@@ -126,10 +124,10 @@ export async function prepareRestore(
   request: RestoreRequest,
   config: Config,
 ): Promise<PreparedRestore> {
-  const url = databaseUrl(request, config);
+  const connection = databaseConnection(request, config);
   const directory = await locateBackupFolder(config.dataDir, request, config.folderName);
   return {
-    target: { url, connectTimeoutSeconds: config.connectTimeoutSeconds },
+    target: { connection, connectTimeoutSeconds: config.connectTimeoutSeconds },
     directory,
     stamp: request.timestamp,
     tables: request.tables,

@@ -9,13 +9,13 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TableProgress } from "./backup.ts";
 import {
-  databaseUrl,
+  databaseConnection,
   parseBackupRequest,
   prepareBackup,
   runPreparedBackup,
 } from "./backup_request.ts";
 import type { Config } from "./config.ts";
-import { connect } from "./database.ts";
+import { connect, type Sql } from "./database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
 import { BackupError, classifyError } from "./errors.ts";
 import { isoTimestamp } from "./format.ts";
@@ -306,16 +306,17 @@ async function handleHealth(
   _request: Request,
   context: ServerContext,
 ): Promise<Response> {
-  const sql = connect({
-    url: databaseUrl({ dbConnection: undefined }, context.config),
-    connectTimeoutSeconds: Math.min(context.config.connectTimeoutSeconds, 5),
-  });
+  let sql: Sql | undefined;
   try {
+    sql = await connect({
+      connection: databaseConnection({ dbConnection: undefined }, context.config),
+      connectTimeoutSeconds: Math.min(context.config.connectTimeoutSeconds, 5),
+    });
     await sql`SELECT 1`;
   } catch (error) {
     throw classifyError(error, "checking the default database");
   } finally {
-    await sql.end({ timeout: 1 });
+    await sql?.end({ timeout: 1 });
   }
   return json(
     successEnvelope("服务正常", {

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type BackupOptions, type Engine, runBackup } from "../src/backup.ts";
 import { DEFAULT_CONFIG } from "../src/config.ts";
-import type { Sql } from "../src/database.ts";
+import { serverTarget, type Sql } from "../src/database.ts";
 import type { BackupError } from "../src/errors.ts";
 import { fileTimestamp, formatFileSize } from "../src/format.ts";
 import { silentLogger } from "../src/log.ts";
@@ -16,7 +16,7 @@ function options(
   extra: Partial<BackupOptions> = {},
 ): BackupOptions {
   return {
-    target: { url, connectTimeoutSeconds: 10 },
+    target: serverTarget(url),
     directory,
     tables: DEFAULT_CONFIG.tables,
     truncateTables: DEFAULT_CONFIG.truncateTables,

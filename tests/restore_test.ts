@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Engine, runBackup } from "../src/backup.ts";
 import { DEFAULT_CONFIG } from "../src/config.ts";
+import { serverTarget } from "../src/database.ts";
 import type { BackupError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { runRestore } from "../src/restore.ts";
@@ -35,7 +36,7 @@ function keys(layout: Layout): Record<string, string> {
 
 async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gzip = false) {
   return await runBackup({
-    target: { url: db.url, connectTimeoutSeconds: 10 },
+    target: serverTarget(db.url),
     directory: dir,
     tables: TABLES,
     truncateTables: DEFAULT_CONFIG.truncateTables,
@@ -52,7 +53,7 @@ async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gz
 
 function restore(db: TestDatabase, dir: string, stamp: string, truncate = true) {
   return runRestore({
-    target: { url: db.url, connectTimeoutSeconds: 10 },
+    target: serverTarget(db.url),
     directory: dir,
     stamp,
     tables: undefined,

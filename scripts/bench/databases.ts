@@ -8,14 +8,14 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { connect, type Sql } from "../../src/database.ts";
+import { connect, serverTarget, type Sql } from "../../src/database.ts";
 import { createFixture } from "../fixture.ts";
 import { type Reference, TABLE } from "./measurement.ts";
 import { count } from "./report.ts";
 import { progress, psql, type Sample, since, timed } from "./runner.ts";
 
 export async function withSql<T>(url: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
-  const sql = connect({ url, connectTimeoutSeconds: 10 });
+  const sql = await connect(serverTarget(url));
   try {
     return await fn(sql);
   } finally {
