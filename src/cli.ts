@@ -171,6 +171,13 @@ export function summary(result: BackupResult): string {
     );
   }
   if (result.manifest_file) lines.push(`Manifest: ${result.manifest_file}`);
+  if (result.retention_deleted.length > 0) {
+    lines.push(
+      `Retention deleted ${result.retention_deleted.length} older set(s): ${
+        result.retention_deleted.join(", ")
+      }`,
+    );
+  }
   lines.push(`Done in ${result.duration.toFixed(3)} s`);
   return lines.join("\n") + "\n";
 }
