@@ -324,8 +324,11 @@ export async function verifyCommand(
     if (flags.taskId !== undefined && flags.path !== undefined) {
       throw new BackupError("INVALID_PARAMS", "Give --task-id or --path, not both.");
     }
-    const directory = flags.path ??
-      await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
+    // A folder named on the command line is trusted; its real path is what
+    // the listing's checks compare with.
+    const directory = flags.path !== undefined
+      ? await Deno.realPath(flags.path)
+      : await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
     const { sets } = await listFolder(directory, setNaming(config));
     const chosen = flags.timestamp === undefined
       ? sets

@@ -54,6 +54,9 @@ export async function resolveBackupFolder(
     await makeFolderIn(parent, folderName);
     const real = await Deno.realPath(folder);
     if (!isInside(base, real)) throw escapes(taskId);
+    if (!(await Deno.stat(real)).isDirectory) {
+      throw new Error("something that is not a folder has that name");
+    }
     return real;
   } catch (error) {
     if (error instanceof BackupError) throw error;
