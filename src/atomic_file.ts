@@ -1,13 +1,17 @@
 /**
  * Backup files that are either complete or absent: bytes go to
  * `<name>.tmp` (created exclusively), which is fsynced and then given its
- * final name without ever replacing a file that already has it.
+ * final name without ever replacing a file that already has it. Each step
+ * proves the folder is still the one checked, and the file the one created,
+ * so a folder swapped for a link meanwhile cannot lead the bytes outside it
+ * (see `safe_fs.ts`).
  *
  * @module
  */
 
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
+import { createFile, type FileIdentity, Folder } from "./safe_fs.ts";
 
 /** Writes are coalesced into chunks of this size: fewer, larger syscalls. */
 const WRITE_CHUNK = 4 * 1024 * 1024;
@@ -31,6 +35,8 @@ export class AtomicFile {
   readonly name: string;
   readonly path: string;
   readonly tmpPath: string;
+  readonly #folder: Folder;
+  readonly #identity: FileIdentity;
   #file: Deno.FsFile | null;
   #buffer = new Uint8Array(WRITE_CHUNK);
   #buffered = 0;
@@ -41,29 +47,30 @@ export class AtomicFile {
   #syncError: unknown = null;
   #committed = false;
 
-  private constructor(dir: string, name: string, file: Deno.FsFile) {
+  private constructor(folder: Folder, name: string, file: Deno.FsFile, identity: FileIdentity) {
     this.name = name;
-    this.path = join(dir, name);
+    this.path = join(folder.path, name);
     this.tmpPath = `${this.path}.tmp`;
+    this.#folder = folder;
+    this.#identity = identity;
     this.#file = file;
   }
 
   /**
-   * Creates `<dir>/<name>.tmp`; fails with `Deno.errors.AlreadyExists` when
-   * that `.tmp` or the final file is already there, so two writers never
-   * share a file.
+   * Creates `<dir>/<name>.tmp` (mode 0640); fails with
+   * `Deno.errors.AlreadyExists` when that `.tmp` or the final file is
+   * already there, so two writers never share a file. `dir` is the real
+   * path of the backup folder, checked by the caller; a folder that is no
+   * longer there is refused.
    */
   static async create(dir: string, name: string): Promise<AtomicFile> {
-    const path = join(dir, name);
-    if (await exists(path)) {
+    const folder = Folder.at(dir);
+    if (await exists(folder.entry(name))) {
       throw new Deno.errors.AlreadyExists(`${name} already exists`);
     }
-    const file = await Deno.open(`${path}.tmp`, {
-      write: true,
-      createNew: true,
-      mode: 0o640,
-    });
-    return new AtomicFile(dir, name, file);
+    const file = await createFile(folder, `${name}.tmp`);
+    const { dev, ino } = await file.stat();
+    return new AtomicFile(folder, name, file, { dev: dev ?? 0, ino: ino ?? 0 });
   }
 
   /** Bytes written so far. */
@@ -114,22 +121,28 @@ export class AtomicFile {
     await file.sync();
     file.close();
     this.#file = null;
+    const folder = this.#folder;
+    folder.holds(`${this.name}.tmp`, this.#identity);
+    const tmp = folder.entry(`${this.name}.tmp`);
+    const final = folder.entry(this.name);
     let linked = false;
     try {
-      await Deno.link(this.tmpPath, this.path);
+      await Deno.link(tmp, final);
       linked = true;
     } catch (error) {
       if (error instanceof Deno.errors.AlreadyExists) throw error;
     }
     if (linked) {
       this.#committed = true;
-      await Deno.remove(this.tmpPath);
+      folder.holds(this.name, this.#identity);
+      await folder.remove(`${this.name}.tmp`);
     } else {
-      if (await exists(this.path)) {
+      if (await exists(final)) {
         throw new Deno.errors.AlreadyExists(`${this.name} already exists`);
       }
-      await Deno.rename(this.tmpPath, this.path);
+      await Deno.rename(tmp, final);
       this.#committed = true;
+      folder.holds(this.name, this.#identity);
     }
     return {
       name: this.name,
@@ -145,8 +158,9 @@ export class AtomicFile {
       this.#file.close();
       this.#file = null;
     }
-    await removeIfPresent(this.tmpPath);
-    if (this.#committed) await removeIfPresent(this.path);
+    // Refused when the folder is no longer the one written to.
+    await this.#folder.remove(`${this.name}.tmp`);
+    if (this.#committed) await this.#folder.remove(this.name);
   }
 
   async #flush(): Promise<void> {
@@ -192,14 +206,12 @@ export async function writeAll(
   }
 }
 
-/** Makes renames inside `dir` durable: they live in the directory's own data. */
+/**
+ * Makes renames inside `dir` durable: they live in the directory's own data.
+ * `dir` is a real path; a folder no longer there is refused.
+ */
 export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
+  await Folder.at(dir).sync();
 }
 
 /** Whether anything (file, folder or dangling link) has this path. */

@@ -1,14 +1,16 @@
 /**
  * `vector_backup_log.txt`: the human log in each backup folder, one section
- * appended per run, never rewritten.
+ * appended per run, never rewritten. It is opened without following a link
+ * and must be a regular file inside the backup folder; every line is freed of
+ * control characters, so text from outside (a database's error message) can
+ * neither forge lines nor reach a terminal as escape sequences.
  *
  * @module
  */
 
-import { join } from "node:path";
 import type { BackupResult } from "./backup.ts";
-import { writeAll } from "./atomic_file.ts";
 import { redact } from "./log.ts";
+import { appendFile, Folder } from "./safe_fs.ts";
 
 /** The log's file name inside the backup folder. */
 export const BACKUP_LOG_NAME = "vector_backup_log.txt";
@@ -53,22 +55,29 @@ function render(section: LogSection): string {
   lines.push(
     `status: ${section.error ? "FAILED, no files kept, nothing truncated" : "OK"}`,
   );
-  return lines.join("\n") + "\n";
+  return lines.map(oneLine).join("\n") + "\n";
 }
 
-/** Appends one section in a single write, so concurrent runs do not interleave lines. */
-export async function appendBackupLog(
-  dir: string,
-  section: LogSection,
-): Promise<void> {
-  const file = await Deno.open(join(dir, BACKUP_LOG_NAME), {
-    append: true,
-    create: true,
-    mode: 0o640,
-  });
-  try {
-    await writeAll(file, new TextEncoder().encode(redact(render(section))));
-  } finally {
-    file.close();
-  }
+/**
+ * Control characters (C0, DEL, C1), line and paragraph separators and bidi
+ * controls, written as `\u{..}` escapes: each log line stays one line, and
+ * shows what it holds.
+ */
+export function oneLine(text: string): string {
+  return text.replace(
+    // Matching control characters is the point here.
+    // deno-lint-ignore no-control-regex
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
+  );
+}
+
+/**
+ * Appends one section in a single write, so concurrent runs do not
+ * interleave lines. `dir` is the backup folder's real path.
+ */
+export function appendBackupLog(dir: string, section: LogSection): Promise<void> {
+  return Promise.resolve().then(() =>
+    appendFile(Folder.at(dir), BACKUP_LOG_NAME, new TextEncoder().encode(redact(render(section))))
+  );
 }

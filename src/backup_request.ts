@@ -241,10 +241,13 @@ export async function runPreparedBackup(
   });
   if (config.keepLast !== undefined && result.backup_performed) {
     try {
+      // The set just written is never deleted, whatever the clock did.
+      const written = result.manifest_file?.replace(/^manifest_(.*)\.json$/, "$1");
       result.retention_deleted = await applyRetention(
         directory,
         config.keepLast,
         setNaming(config),
+        written,
       );
     } catch (error) {
       result.errors.push(`keep_last: could not delete old sets: ${(error as Error).message}`);

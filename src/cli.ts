@@ -171,6 +171,13 @@ export function summary(result: BackupResult): string {
     );
   }
   if (result.manifest_file) lines.push(`Manifest: ${result.manifest_file}`);
+  if (result.retention_deleted.length > 0) {
+    lines.push(
+      `Retention deleted ${result.retention_deleted.length} older set(s): ${
+        result.retention_deleted.join(", ")
+      }`,
+    );
+  }
   lines.push(`Done in ${result.duration.toFixed(3)} s`);
   return lines.join("\n") + "\n";
 }
@@ -319,8 +326,11 @@ export async function verifyCommand(
     }
     // The same rule as every other door: a task id names one folder, never a path.
     if (flags.taskId !== undefined) checkTaskId(flags.taskId);
-    const directory = flags.path ??
-      await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
+    // A folder named on the command line is trusted; its real path is what
+    // the listing's checks compare with.
+    const directory = flags.path !== undefined
+      ? await Deno.realPath(flags.path)
+      : await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
     const { sets } = await listFolder(directory, setNaming(config));
     const chosen = flags.timestamp === undefined
       ? sets

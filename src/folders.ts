@@ -2,13 +2,16 @@
  * Where backup sets live: `<data-dir>/vector_bak` and
  * `<data-dir>/<task_id>/vector_bak`. Every path the server touches is
  * resolved here, links followed, and refused when it leads outside the data
- * folder.
+ * folder. The real path found here is what later opens compare against (see
+ * `safe_fs.ts`): a link swapped in afterwards is refused there. Folders made
+ * here get mode 0750, whatever the umask.
  *
  * @module
  */
 
 import { join, relative, resolve, sep } from "node:path";
 import { BackupError } from "./errors.ts";
+import { Folder, makeFolder, makeFolders } from "./safe_fs.ts";
 
 /**
  * The folder a backup goes to: `<dataDir>/<taskId>/<folder>` (the task folder
@@ -22,7 +25,7 @@ export async function resolveBackupFolder(
 ): Promise<string> {
   let base: string;
   try {
-    await Deno.mkdir(dataDir, { recursive: true });
+    await makeFolders(resolve(dataDir));
     base = await Deno.realPath(dataDir);
   } catch (error) {
     throw new BackupError(
@@ -48,9 +51,12 @@ export async function resolveBackupFolder(
   }
   const folder = join(parent, folderName);
   try {
-    await Deno.mkdir(folder, { recursive: true });
+    await makeFolderIn(parent, folderName);
     const real = await Deno.realPath(folder);
     if (!isInside(base, real)) throw escapes(taskId);
+    if (!(await Deno.stat(real)).isDirectory) {
+      throw new Error("something that is not a folder has that name");
+    }
     return real;
   } catch (error) {
     if (error instanceof BackupError) throw error;
@@ -59,6 +65,16 @@ export async function resolveBackupFolder(
       `Cannot create the backup folder ${folder}: ${(error as Error).message}.`,
     );
   }
+}
+
+/**
+ * Makes `<parent>/<name>` (0750) unless it exists; refused when a folder on
+ * the parent's path was swapped for a link since it was checked.
+ */
+async function makeFolderIn(parent: string, name: string): Promise<void> {
+  const folder = Folder.at(parent);
+  await makeFolder(folder.entry(name));
+  folder.verify();
 }
 
 function escapes(what: string | undefined): BackupError {

@@ -2,43 +2,175 @@
  * `manifest_<timestamp>.json`: what a backup set holds, so that a restore or
  * `verify` can prove the files are the ones written.
  *
+ * The shape is defined once, as a checker built from the small parts below;
+ * the TypeScript types are derived from it, so what the backup writes and
+ * what a listing or restore accepts cannot drift apart. A manifest on disk is
+ * an attacker's input like any other: anything else is refused with a
+ * sentence saying where it differs.
+ *
  * @module
  */
 
-/** A column as the catalog describes it. */
-export interface ColumnInfo {
-  name: string;
-  type: string;
+/** Checks a value and returns it typed, or throws a `ManifestError`. */
+type Shape<T> = (value: unknown, where: string) => T;
+
+/** The type a shape checks. */
+type Infer<S> = S extends Shape<infer T> ? T : never;
+
+/** A manifest that does not have the expected shape. */
+export class ManifestError extends Error {}
+
+function refuse(where: string, expected: string): never {
+  throw new ManifestError(`${where} must be ${expected}`);
 }
+
+const text: Shape<string> = (v, w) =>
+  typeof v === "string" && v.length <= 4096 ? v : refuse(w, "a string");
+const flag: Shape<boolean> = (v, w) => typeof v === "boolean" ? v : refuse(w, "true or false");
+const count: Shape<number> = (v, w) =>
+  Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : refuse(w, "a whole number ≥ 0");
+const sha256: Shape<string> = (v, w) =>
+  typeof v === "string" && /^[0-9a-f]{64}$/.test(v) ? v : refuse(w, "a hex SHA-256");
+/** An ISO 8601 time with its UTC offset, as `isoTimestamp` writes it. */
+const instant: Shape<string> = (v, w) =>
+  typeof v === "string" &&
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/.test(v) &&
+    !Number.isNaN(Date.parse(v))
+    ? v
+    : refuse(w, "a time such as 2025-07-21T23:49:14+08:00");
+
+function literal<const T extends string>(...values: T[]): Shape<T> {
+  return (v, w) =>
+    values.includes(v as T) ? v as T : refuse(w, values.map((x) => JSON.stringify(x)).join(" or "));
+}
+
+function nullable<T>(shape: Shape<T>): Shape<T | null> {
+  return (v, w) => v === null ? null : shape(v, w);
+}
+
+function list<T>(item: Shape<T>, min = 0): Shape<T[]> {
+  return (v, w) => {
+    if (!Array.isArray(v) || v.length < min || v.length > 10_000) {
+      refuse(w, min > 0 ? "a non-empty list" : "a list");
+    }
+    return v.map((x, i) => item(x, `${w}[${i}]`));
+  };
+}
+
+function object<F extends Record<string, Shape<unknown>>>(
+  fields: F,
+): Shape<{ [K in keyof F]: Infer<F[K]> }> {
+  return (v, w) => {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) refuse(w, "an object");
+    const record = v as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      if (!Object.hasOwn(fields, key)) {
+        throw new ManifestError(`${w} has the unknown field ${JSON.stringify(key.slice(0, 64))}`);
+      }
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, shape] of Object.entries(fields)) {
+      out[key] = shape(record[key], `${w}.${key}`);
+    }
+    return out as { [K in keyof F]: Infer<F[K]> };
+  };
+}
+
+const COLUMN = object({ name: text, type: text });
+
+const TABLE = object({
+  table: text,
+  file: text,
+  columns: list(COLUMN, 1),
+  row_count: count,
+  bytes: count,
+  sha256,
+});
+
+/** The one definition of a manifest's shape. */
+const MANIFEST = object({
+  format: literal("pgvector-backup/1"),
+  timestamp: text,
+  created_at: instant,
+  snapshot_time: instant,
+  engine: literal("copy", "cursor"),
+  gzip: flag,
+  task_id: nullable(text),
+  database: object({
+    name: text,
+    postgres_version: text,
+    pgvector_version: nullable(text),
+  }),
+  tables: list(TABLE, 1),
+  truncated: list(text),
+  /** Set when the backup holds only some collections; a restore replaces just those. */
+  scope: nullable(object({ collection_names: list(text), collection_ids: list(text) })),
+});
+
+/** A column as the catalog describes it. */
+export type ColumnInfo = Infer<typeof COLUMN>;
 
 /** One table's file in a set. */
-export interface ManifestTable {
-  table: string;
-  file: string;
-  columns: ColumnInfo[];
-  row_count: number;
-  bytes: number;
-  sha256: string;
-}
+export type ManifestTable = Infer<typeof TABLE>;
 
 /** The whole manifest. */
-export interface Manifest {
-  format: "pgvector-backup/1";
-  timestamp: string;
-  created_at: string;
-  snapshot_time: string;
-  engine: "copy" | "cursor";
-  gzip: boolean;
-  task_id: string | null;
-  database: {
-    name: string;
-    postgres_version: string;
-    pgvector_version: string | null;
-  };
-  tables: ManifestTable[];
-  truncated: string[];
-  /** Set when the backup holds only some collections; a restore replaces just those. */
-  scope: { collection_names: string[]; collection_ids: string[] } | null;
+export type Manifest = Infer<typeof MANIFEST>;
+
+/** What a manifest found in a folder must agree with besides its shape. */
+export interface ManifestExpectations {
+  /** The stamp its file name carries. */
+  stamp: string;
+  /** The configured tables: a manifest may name no other. */
+  tables: readonly string[];
+}
+
+/**
+ * Checks parsed JSON against the manifest's shape and against where it was
+ * found: its stamp, only configured tables (each once), and file names that
+ * are exactly `<table>_<stamp>.csv[.gz]`. Throws `ManifestError` saying what
+ * differs.
+ */
+export function parseManifest(value: unknown, expected: ManifestExpectations): Manifest {
+  const manifest = MANIFEST(value, "the manifest");
+  if (manifest.timestamp !== expected.stamp) {
+    throw new ManifestError(
+      `the manifest's timestamp ${
+        JSON.stringify(manifest.timestamp.slice(0, 64))
+      } is not ${expected.stamp}, the stamp in its name`,
+    );
+  }
+  const seen = new Set<string>();
+  for (const entry of manifest.tables) {
+    if (!expected.tables.includes(entry.table)) {
+      throw new ManifestError(
+        `the manifest names the table ${
+          JSON.stringify(entry.table.slice(0, 64))
+        }, which is not one of the configured tables (${expected.tables.join(", ")})`,
+      );
+    }
+    if (seen.has(entry.table)) {
+      throw new ManifestError(`the manifest names the table ${entry.table} twice`);
+    }
+    seen.add(entry.table);
+    const name = `${entry.table}_${expected.stamp}.csv${manifest.gzip ? ".gz" : ""}`;
+    if (entry.file !== name) {
+      throw new ManifestError(
+        `the manifest's file for ${entry.table} must be ${name}, not ${
+          JSON.stringify(entry.file.slice(0, 64))
+        }`,
+      );
+    }
+  }
+  for (const table of manifest.truncated) {
+    if (!seen.has(table)) {
+      throw new ManifestError(
+        `the manifest's truncated list names ${
+          JSON.stringify(table.slice(0, 64))
+        }, which it has no file for`,
+      );
+    }
+  }
+  return manifest;
 }
 
 /** The manifest's file name for a set stamp. */

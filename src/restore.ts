@@ -3,7 +3,9 @@
  * all tables in ONE transaction, so a failure anywhere leaves the target
  * exactly as it was.
  *
- * Before anything is loaded, the set must be complete (every file there,
+ * A restore touches only the configured tables: a set (or a crafted
+ * manifest) naming any other table is refused before the database is
+ * touched. Before anything is loaded, the set must be complete (every file there,
  * of the size its manifest says) and its tables' columns must match the
  * target's. Each file's SHA-256 and row count are checked while it loads: a
  * difference refuses the restore before the transaction commits, so nothing
@@ -15,12 +17,13 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { join } from "node:path";
 import {
   type BackupSet,
   findSet,
   hashedStream,
   manifestMismatch,
+  openSetFile,
+  type SetFile,
   type SetNaming,
   verifySet,
 } from "./backup_sets.ts";
@@ -121,7 +124,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       options.signal?.throwIfAborted();
       // Only a manifest has a SHA-256 to compare with; legacy files are not hashed.
       const hash = set.manifest ? createHash("sha256") : undefined;
-      const source = await openCsv(join(set.directory, file.name), file.gzip, hash);
+      const source = await openCsv(set, file, hash);
       const csv = set.manifest
         ? source
         : source.pipeThrough(convertLegacyMetadata(file.name, result.warnings));
@@ -166,9 +169,20 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
   return result;
 }
 
-/** The set's files to load, in the set's table order (collections before embeddings). */
+/**
+ * The set's files to load, in the set's table order (collections before
+ * embeddings); only configured tables, whatever the set's manifest says.
+ */
 function chooseFiles(set: BackupSet, options: RestoreOptions) {
   const order = set.manifest?.tables.map((t) => t.table) ?? options.naming.tables;
+  for (const table of order) {
+    if (!options.naming.tables.includes(table)) {
+      throw new BackupError(
+        "STORAGE_ERROR",
+        `Backup set ${set.stamp} names the table ${table}, which is not one of the configured tables; nothing was restored.`,
+      );
+    }
+  }
   const wanted = options.tables ?? order;
   for (const table of wanted) {
     if (!set.files.some((f) => f.table === table)) {
@@ -266,7 +280,7 @@ async function checkColumns(
 /** The column names in the first line of a legacy file. */
 async function readHeader(set: BackupSet, table: string): Promise<string[]> {
   const file = set.files.find((f) => f.table === table)!;
-  const reader = (await openCsv(join(set.directory, file.name), file.gzip))
+  const reader = (await openCsv(set, file))
     .pipeThrough(csvParseStream(1))
     .getReader();
   const { value } = await reader.read();
@@ -276,15 +290,18 @@ async function readHeader(set: BackupSet, table: string): Promise<string[]> {
   return header.map((field) => decoder.decode(field ?? new Uint8Array()));
 }
 
-/** A file's CSV, unzipped when `gzip`; `hash`, when given, hears the bytes as stored. */
+/**
+ * A listed file's CSV, unzipped when it is gzip; `hash`, when given, hears
+ * the bytes as stored. The file must still be the one listed.
+ */
 async function openCsv(
-  path: string,
-  gzip: boolean,
+  set: BackupSet,
+  listed: SetFile,
   hash?: Hash,
 ): Promise<ReadableStream<Uint8Array>> {
-  const file = await Deno.open(path);
+  const file = await openSetFile(set, listed);
   const stored = hash ? file.readable.pipeThrough(hashedStream(hash)) : file.readable;
-  return gzip ? stored.pipeThrough(gunzipStream()) : stored;
+  return listed.gzip ? stored.pipeThrough(gunzipStream()) : stored;
 }
 
 /**

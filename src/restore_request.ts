@@ -7,7 +7,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import {
   checkTaskId,
   databaseConnection,
@@ -16,12 +15,19 @@ import {
   type RunHooks,
   TASK_ID,
 } from "./backup_request.ts";
-import { type BackupSet, deleteSet, listFolder, stampSource } from "./backup_sets.ts";
+import {
+  type BackupSet,
+  deleteSet,
+  listFolder,
+  newestFirst,
+  openSetFile,
+  stampSource,
+} from "./backup_sets.ts";
 import { type Config, setNaming } from "./config.ts";
 import type { Connection } from "./connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { formatFileSize } from "./format.ts";
-import { isInside, locateBackupFolder } from "./folders.ts";
+import { locateBackupFolder } from "./folders.ts";
 import { manifestName } from "./manifest.ts";
 import { type RestoreOptions, type RestoreResult, runRestore } from "./restore.ts";
 
@@ -232,16 +238,26 @@ export async function listBackups(request: ListRequest, config: Config): Promise
     total_sets: 0,
     leftovers: [],
   };
+  const sets: { set: BackupSet; taskId: string | null; hasLog: boolean }[] = [];
   for (const { taskId, directory } of folders) {
-    const folder = await listFolder(directory, setNaming(config));
-    for (const set of folder.sets) listing.backup_sets.push(describe(set, taskId, folder.hasLog));
+    let folder;
+    try {
+      folder = await listFolder(directory, setNaming(config));
+    } catch (error) {
+      // Removed (or swapped for a link) while the listing ran: nothing of it to list.
+      if (
+        error instanceof Deno.errors.NotFound ||
+        (error instanceof BackupError && error.type === "FORBIDDEN")
+      ) continue;
+      throw error;
+    }
+    for (const set of folder.sets) sets.push({ set, taskId, hasLog: folder.hasLog });
     for (const file of folder.leftovers) {
       listing.leftovers.push({ task_id: taskId, backup_directory: directory, file });
     }
   }
-  listing.backup_sets.sort((a, b) =>
-    a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0
-  );
+  sets.sort((a, b) => newestFirst(a.set, b.set));
+  listing.backup_sets = sets.map(({ set, taskId, hasLog }) => describe(set, taskId, hasLog));
   listing.total_sets = listing.backup_sets.length;
   return listing;
 }
@@ -297,23 +313,36 @@ async function scopeFolder(
 }
 
 /**
- * The path of one file of a complete, listed set, for download: `scope` is a
- * task id or `_global`. Anything else is `RESOURCE_NOT_FOUND`.
+ * One file of a complete, listed set, opened for download: `scope` is a
+ * task id or `_global`. What is opened must still be the regular file the
+ * listing saw, inside that folder (see `safe_fs.ts`). Anything else is
+ * `RESOURCE_NOT_FOUND`.
  */
-export async function setFilePath(scope: string, file: string, config: Config): Promise<string> {
+export async function openSetFileForDownload(
+  scope: string,
+  file: string,
+  config: Config,
+): Promise<Deno.FsFile> {
   const notFound = () =>
     new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
   if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
   const directory = await scopeFolder(scope, config, notFound);
-  const { sets } = await listFolder(directory, setNaming(config));
-  const listed = sets.some((set) =>
-    set.complete &&
-    (set.files.some((f) => f.name === file) || (set.manifest && manifestName(set.stamp) === file))
-  );
-  if (!listed) throw notFound();
-  const path = join(directory, file);
-  if (!isInside(directory, path)) throw notFound();
-  return path;
+  const { sets } = await listFolder(directory, setNaming(config)).catch(() => {
+    throw notFound();
+  });
+  for (const set of sets) {
+    if (!set.complete) continue;
+    const listed = set.files.find((f) => f.name === file) ??
+      (set.manifestFile && manifestName(set.stamp) === file
+        ? { ...set.manifestFile, name: file, table: "", bytes: 0, gzip: false }
+        : undefined);
+    if (listed) {
+      return await openSetFile(set, listed).catch(() => {
+        throw notFound();
+      });
+    }
+  }
+  throw notFound();
 }
 
 /** What a deletion removed. */

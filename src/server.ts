@@ -25,10 +25,10 @@ import { runRestore } from "./restore.ts";
 import {
   deleteBackupSet,
   listBackups,
+  openSetFileForDownload,
   parseListQuery,
   parseRestoreRequest,
   prepareRestore,
-  setFilePath,
 } from "./restore_request.ts";
 import type { Logger } from "./log.ts";
 
@@ -263,8 +263,7 @@ async function handleDownload(
   params: Record<string, string | undefined>,
 ): Promise<Response> {
   const file = params.file ?? "";
-  const path = await setFilePath(params.scope ?? "", file, context.config);
-  const opened = await Deno.open(path);
+  const opened = await openSetFileForDownload(params.scope ?? "", file, context.config);
   const { size } = await opened.stat();
   const type = file.endsWith(".gz")
     ? "application/gzip"
