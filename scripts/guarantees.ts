@@ -106,25 +106,42 @@ export const GUARANTEES: Guarantee[] = [
   },
   {
     name: "the backup log is appended to, never rewritten",
-    tests: [{ file: "tests/backup_log_test.ts", filter: "two runs" }],
+    tests: [{ file: "tests/filesystem_security_test.ts", filter: "two runs" }],
     brk: {
-      file: "src/backup_log.ts",
+      file: "src/safe_fs.ts",
       what: "vector_backup_log.txt opened with truncate instead of append",
       edits: [{
-        find: "    append: true,\n    create: true,\n",
-        replace: "    write: true,\n    truncate: true,\n    create: true,\n",
+        find: "  const flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK;\n",
+        replace: "  const flags = O_WRONLY | fs.constants.O_TRUNC | O_NOFOLLOW | O_NONBLOCK;\n",
       }],
     },
   },
   {
     name: "no password in logs, answers or files",
-    tests: [{ file: "tests/redaction_test.ts", filter: "redact" }],
+    tests: [
+      { file: "tests/redaction_test.ts" },
+      { file: "tests/connection_security_test.ts", filter: "echoes back" },
+    ],
     brk: {
       file: "src/log.ts",
       what: "redact() returning its input",
       edits: [{
-        find: "export function redact(text: string): string {\n",
-        replace: "export function redact(text: string): string {\n  return text;\n",
+        find:
+          "export function redact(text: string, secrets: Iterable<string | undefined> = []): string {\n",
+        replace:
+          "export function redact(text: string, secrets: Iterable<string | undefined> = []): string {\n  return text;\n",
+      }],
+    },
+  },
+  {
+    name: "no connection string's password in logs, even one never registered",
+    tests: [{ file: "tests/redaction_test.ts" }],
+    brk: {
+      file: "src/log.ts",
+      what: "the connection-string pattern removed from redact()",
+      edits: [{
+        find: '  let out = text.replace(URL_PASSWORD, "$1:***@");\n',
+        replace: "  let out = text;\n",
       }],
     },
   },
