@@ -165,12 +165,18 @@ export const GUARANTEES: Guarantee[] = [
       what: "data written straight to the final file name, no .tmp",
       edits: [
         {
-          find: "    const file = await Deno.open(`${path}.tmp`, {\n",
-          replace: "    const file = await Deno.open(path, {\n",
+          find: "    const file = await createFile(folder, `${name}.tmp`);\n",
+          replace: "    const file = await createFile(folder, name);\n",
         },
         {
-          find: "      await Deno.link(this.tmpPath, this.path);\n",
-          replace: "      await Deno.writeFile(this.tmpPath, new Uint8Array());\n",
+          // The rest of commit() then runs as usual on an empty `.tmp`.
+          find: "    folder.holds(`${this.name}.tmp`, this.#identity);\n",
+          replace:
+            "    await Deno.writeFile(folder.entry(`${this.name}.tmp`), new Uint8Array());\n",
+        },
+        {
+          find: "      await Deno.link(tmp, final);\n      linked = true;\n",
+          replace: "      linked = true;\n",
         },
       ],
     },
