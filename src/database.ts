@@ -472,12 +472,18 @@ export function cursorOut(
  */
 async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
   const items = source[Symbol.asyncIterator]();
-  let next = items.next();
+  // postgres.js 3.4.9's cursor answers a `next()` that comes after its query
+  // has ended with a plain `{ done: true }`, not a promise: so it does when
+  // the last, short fetch and the end of the query both arrive while the
+  // batch before is still being written. Asking is still right: that answer
+  // is how the end is known with the connection idle, ready to close.
+  const ask = () => Promise.resolve(items.next());
+  let next = ask();
   try {
     while (true) {
       const item = await next;
       if (item.done) return;
-      next = items.next();
+      next = ask();
       // postgres.js sends what it queued from a setImmediate callback; let
       // that run before this batch keeps the thread busy.
       await setImmediate();
