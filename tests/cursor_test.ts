@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { runBackup } from "../src/backup.ts";
 import { DEFAULT_CONFIG } from "../src/config.ts";
 import { csvStringifyStream } from "../src/csv.ts";
-import { cursorOut, type Sql } from "../src/database.ts";
+import { cursorOut, serverTarget, type Sql } from "../src/database.ts";
 import { silentLogger } from "../src/log.ts";
 import { copyCsv, freshDatabase, readCsv, withTempDir } from "./helpers.ts";
 
@@ -58,7 +58,7 @@ async function exportWithCursor(
     const [{ id }] = await coordinator`SELECT pg_export_snapshot() AS id`;
     const chunks: Uint8Array[] = [];
     const csv = cursorOut(
-      { url, connectTimeoutSeconds: 10 },
+      serverTarget(url),
       id,
       table,
       COLUMNS,
@@ -125,7 +125,7 @@ Deno.test("backup --engine cursor succeeds on tables that end at, before and aft
     for (const gzip of [false, true]) {
       await withTempDir(async (dir) => {
         const result = await runBackup({
-          target: { url: db.url, connectTimeoutSeconds: 10 },
+          target: serverTarget(db.url),
           directory: dir,
           tables,
           truncateTables: [],
