@@ -1,7 +1,8 @@
 /**
- * The HTTP door: `Deno.serve` and `URLPattern`, no framework. It checks the
- * request (size, token, JSON, fields), hands it to `executeBackup`, and
- * answers with the CONTRACT's envelope, whatever happens.
+ * The HTTP door: fetch-style handlers and `URLPattern` over `node:http`
+ * (`http_listener.ts`), no framework. It checks the request (Host, Origin,
+ * size, type, token, JSON, fields), runs the work as a queued job, and
+ * answers with the envelope, whatever happens.
  *
  * @module
  */
@@ -38,8 +39,7 @@ const OPENAPI_PATH = "/api/v0/openapi.json";
 export interface ServerContext {
   config: Config;
   logger: Logger;
-  /** Aborted when the server shuts down past its grace period. */
-  shutdown: AbortSignal;
+  /** Runs backups and restores; aborts them when the server shuts down past its grace period. */
   jobs: JobRegistry;
   /** The shared check of the default database (`health.ts`). */
   health: () => Promise<Envelope>;
@@ -433,7 +433,6 @@ export async function serve(options: ServeOptions): Promise<void> {
   const context: ServerContext = {
     config,
     logger,
-    shutdown: abort.signal,
     jobs: new JobRegistry({
       concurrency: config.jobConcurrency,
       queueLimit: config.jobQueueLimit,
