@@ -626,15 +626,20 @@ const backupErrors = {
       "`STORAGE_ERROR` (disk full, folder not writable) or `INTERNAL_ERROR`. No file of the set " +
       "is left behind and nothing was truncated.",
   ),
-  "503": error(503, "The database is unreachable, refused or timed out; `can_retry` is true.", {
-    unreachable: errorExample(
-      503,
-      "SERVICE_UNAVAILABLE",
-      "The database is unavailable while backing up the vector tables (connect ECONNREFUSED " +
-        "127.0.0.1:1); check that PostgreSQL is running and reachable, then retry.",
-      { can_retry: true },
-    ),
-  }),
+  "503": error(
+    503,
+    "The database is unreachable, refused or timed out, the job ran past `job_deadline`, or " +
+      "the job queue is full; `can_retry` is true.",
+    {
+      unreachable: errorExample(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is unavailable while backing up the vector tables (connect ECONNREFUSED " +
+          "127.0.0.1:1); check that PostgreSQL is running and reachable, then retry.",
+        { can_retry: true },
+      ),
+    },
+  ),
 };
 
 const accepted = ok(
@@ -810,7 +815,11 @@ const paths: Record<string, Schema> = {
           "The set does not match its manifest or the target's columns (`STORAGE_ERROR`, " +
             "`DATABASE_ERROR`), or another failure; nothing was restored.",
         ),
-        "503": error(503, "The database is unreachable; `can_retry` is true."),
+        "503": error(
+          503,
+          "The database is unreachable, the job ran past `job_deadline`, or the job queue is " +
+            "full; `can_retry` is true.",
+        ),
       },
     },
   },
