@@ -65,20 +65,19 @@ export function checkOrigin(request: Request): void {
 }
 
 /**
- * Whether a body's declared type may be read as JSON: `application/json`,
- * with no charset or UTF-8. Null (no `Content-Type`) is decided by the body:
- * only an empty one passes.
+ * Refuses a body not declared `application/json`: a page on another site can
+ * send text/plain or a form without asking, never JSON. A charset parameter is
+ * left to the decoder, which reads UTF-8 only (400 otherwise). Null (no
+ * `Content-Type`) is decided by the body: only an empty one passes.
  */
 export function checkJsonType(contentType: string | null): void {
   if (contentType === null) return;
-  const [type, ...parameters] = contentType.split(";").map((part) => part.trim().toLowerCase());
-  const charsetOk = parameters.every((p) =>
-    !p.startsWith("charset=") || /^charset="?utf-8"?$/.test(p)
-  );
-  if (type !== "application/json" || !charsetOk) throw unsupportedType();
+  if (contentType.split(";")[0].trim().toLowerCase() !== "application/json") {
+    throw unsupportedType();
+  }
 }
 
-/** The 415 for a body that is not declared UTF-8 JSON. */
+/** The 415 for a body that is not declared JSON. */
 export function unsupportedType(): BackupError {
   return new BackupError(
     "UNSUPPORTED_MEDIA_TYPE",

@@ -617,8 +617,8 @@ const backupErrors = {
   "413": error(413, "The body is larger than 64 KiB."),
   "415": error(
     415,
-    "A body sent without `Content-Type: application/json` (a charset other than UTF-8, a form, " +
-      "text/plain): what a web page can send without asking. An empty body needs no type.",
+    "A body sent without `Content-Type: application/json` (a form, text/plain, no type): " +
+      "what a web page can send without asking. An empty body needs no type.",
   ),
   "500": error(
     500,
