@@ -17,4 +17,6 @@ EXPOSE 8084
 HEALTHCHECK --interval=30s --timeout=6s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/pgvector-backup", "health", "--url", "http://127.0.0.1:8084/healthz"]
 ENTRYPOINT ["/usr/local/bin/pgvector-backup"]
+# Listening on 0.0.0.0 needs a token: without PGVECTOR_BACKUP_TOKEN (or with an empty one) the
+# server refuses to start, so a container is never an open door.
 CMD ["serve", "--host", "0.0.0.0", "--port", "8084", "--data-dir", "/data/training_data"]

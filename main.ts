@@ -47,7 +47,10 @@ const COMMANDS: Record<string, Command> = {
   --port PORT          port (default 8084)
   --data-dir DIR       data folder (default data_pipeline/training_data)
   --db URL             default database (else config, DATABASE_URL, PG* variables)
-  --token TOKEN        require "Authorization: Bearer TOKEN" (or PGVECTOR_BACKUP_TOKEN)
+  --token TOKEN        require "Authorization: Bearer TOKEN" (or PGVECTOR_BACKUP_TOKEN);
+                       required when --host is not a loopback address
+  --allowed-host NAME  without a token, also serve requests whose Host is NAME (repeatable;
+                       localhost, 127.0.0.1 and [::1] always are)
   --allow-db-host HOST a host a request's db_connection may name besides loopback and
                        the default database's (repeatable; replaces allowed_db_hosts)
   --shutdown-grace S   seconds running backups get after SIGINT/SIGTERM (default 30)
@@ -58,6 +61,7 @@ const COMMANDS: Record<string, Command> = {
       port: { type: "string", default: "8084" },
       token: { type: "string" },
       "allow-db-host": { type: "string", multiple: true },
+      "allowed-host": { type: "string", multiple: true },
       "shutdown-grace": { type: "string", default: "30" },
     },
     async run(values) {
@@ -65,8 +69,8 @@ const COMMANDS: Record<string, Command> = {
         dataDir: values["data-dir"],
         database: values.db,
         allowedDbHosts: values["allow-db-host"],
-        token: values.token ??
-          (Deno.env.get("PGVECTOR_BACKUP_TOKEN") || undefined),
+        token: values.token ?? environmentToken(),
+        allowedHosts: values["allowed-host"],
       });
       await serve({
         hostname: values.host as string,
@@ -319,6 +323,21 @@ function wholeNumber(
     );
   }
   return value;
+}
+
+/**
+ * `PGVECTOR_BACKUP_TOKEN`, if set. Set but empty is refused, as `--token ''`
+ * is: a blank in a deployment file must not quietly mean "no token".
+ */
+function environmentToken(): string | undefined {
+  const token = Deno.env.get("PGVECTOR_BACKUP_TOKEN");
+  if (token === "") {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      "PGVECTOR_BACKUP_TOKEN is set but empty; give it a token or unset it.",
+    );
+  }
+  return token;
 }
 
 function usageError(message: string, command?: string): number {

@@ -31,6 +31,18 @@ export interface Config {
   gzip: boolean;
   /** After a successful backup, keep only this many complete sets in its folder. */
   keepLast: number | undefined;
+  /** `Host` names served without a token, besides localhost, 127.0.0.1 and [::1]. */
+  allowedHosts: string[];
+  /** Backups and restores that run at once; more wait in the queue. */
+  jobConcurrency: number;
+  /** Jobs that may wait; beyond it a request is refused with 503 and `can_retry`. */
+  jobQueueLimit: number;
+  /** Seconds a job may run before it is stopped and cleaned up. */
+  jobDeadlineSeconds: number;
+  /** Seconds a client has to send a request's headers. */
+  headerTimeoutSeconds: number;
+  /** Seconds an idle keep-alive connection stays open. */
+  idleTimeoutSeconds: number;
 }
 
 /** The CONTRACT's defaults. */
@@ -50,6 +62,12 @@ export const DEFAULT_CONFIG: Config = {
   connectTimeoutSeconds: 10,
   gzip: false,
   keepLast: undefined,
+  allowedHosts: [],
+  jobConcurrency: 2,
+  jobQueueLimit: 32,
+  jobDeadlineSeconds: 6 * 3600,
+  headerTimeoutSeconds: 10,
+  idleTimeoutSeconds: 5,
 };
 
 /** Table names are plain lower-case identifiers, optionally schema-qualified. */
@@ -75,12 +93,18 @@ const tableList: Check = (v, k) =>
     v.every((t) => typeof t === "string" && TABLE_NAME.test(t))
     ? v
     : fail(k, "a list of lower-case table names");
-const hostList: Check = (v, k) => {
+const dbHostList: Check = (v, k) => {
   if (!Array.isArray(v) || !v.every((h) => typeof h === "string")) {
     fail(k, "a list of host names or IP addresses");
   }
   return (v as string[]).map((host) => normalizeHost(host, `Config setting ${k}`, true));
 };
+/** A host name or IP literal as a `Host` header carries it, without the port. */
+const HOST_NAME = /^([a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*|\[[0-9a-f:.]{2,45}\])$/;
+const httpHostList: Check = (v, k) =>
+  Array.isArray(v) && v.every((h) => typeof h === "string" && HOST_NAME.test(h.toLowerCase()))
+    ? v.map((h: string) => h.toLowerCase())
+    : fail(k, 'a list of host names without a port, such as ["backup.internal"]');
 const engine: Check = (v, k) => v === "copy" || v === "cursor" ? v : fail(k, '"copy" or "cursor"');
 const folderName: Check = (v, k) =>
   typeof v === "string" && /^[A-Za-z0-9_.-]{1,64}$/.test(v) && !/^\.+$/.test(v)
@@ -105,13 +129,19 @@ const FILE_KEYS: Record<string, [keyof Config, Check]> = {
   db_connection: ["database", text],
   token: ["token", text],
   allow_request_db_connection: ["allowRequestDbConnection", flag],
-  allowed_db_hosts: ["allowedDbHosts", hostList],
+  allowed_db_hosts: ["allowedDbHosts", dbHostList],
   engine: ["engine", engine],
   batch_size: ["batchSize", count(1_000_000)],
   progress_interval: ["progressInterval", count(1_000_000_000)],
   connect_timeout: ["connectTimeoutSeconds", count(3600)],
   gzip: ["gzip", flag],
   keep_last: ["keepLast", count(100_000)],
+  allowed_hosts: ["allowedHosts", httpHostList],
+  job_concurrency: ["jobConcurrency", count(64)],
+  job_queue_limit: ["jobQueueLimit", count(10_000)],
+  job_deadline: ["jobDeadlineSeconds", count(7 * 86400)],
+  header_timeout: ["headerTimeoutSeconds", count(3600)],
+  idle_timeout: ["idleTimeoutSeconds", count(3600)],
 };
 
 /** Settings given as camelCase values, e.g. from flags; undefined means "not given". */

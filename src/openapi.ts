@@ -38,6 +38,7 @@ const ERROR_TYPES: Record<number, string[]> = {
   405: ["METHOD_NOT_ALLOWED"],
   409: ["BACKUP_IN_PROGRESS"],
   413: ["PAYLOAD_TOO_LARGE"],
+  415: ["UNSUPPORTED_MEDIA_TYPE"],
   500: ["DATABASE_ERROR", "STORAGE_ERROR", "INTERNAL_ERROR"],
   503: ["SERVICE_UNAVAILABLE"],
 };
@@ -175,8 +176,8 @@ const schemas: Record<string, Schema> = {
   BackupRequest: {
     type: "object",
     description:
-      "All fields are optional: an empty body, `{}`, `null` or no `Content-Type` all mean " +
-      "all defaults. Unknown fields are refused with 400.",
+      "All fields are optional: an empty body (no `Content-Type` needed), `{}` or `null` all " +
+      "mean all defaults. A body needs `Content-Type: application/json`. Unknown fields are refused with 400.",
     additionalProperties: false,
     properties: {
       task_id: {
@@ -614,21 +615,31 @@ const backupErrors = {
   }),
   "409": error(409, "A backup or restore of this database is already running."),
   "413": error(413, "The body is larger than 64 KiB."),
+  "415": error(
+    415,
+    "A body sent without `Content-Type: application/json` (a form, text/plain, no type): " +
+      "what a web page can send without asking. An empty body needs no type.",
+  ),
   "500": error(
     500,
     "`DATABASE_ERROR` (missing table, login refused, no privilege for COPY/TRUNCATE), " +
       "`STORAGE_ERROR` (disk full, folder not writable) or `INTERNAL_ERROR`. No file of the set " +
       "is left behind and nothing was truncated.",
   ),
-  "503": error(503, "The database is unreachable, refused or timed out; `can_retry` is true.", {
-    unreachable: errorExample(
-      503,
-      "SERVICE_UNAVAILABLE",
-      "The database is unavailable while backing up the vector tables (connect ECONNREFUSED " +
-        "127.0.0.1:1); check that PostgreSQL is running and reachable, then retry.",
-      { can_retry: true },
-    ),
-  }),
+  "503": error(
+    503,
+    "The database is unreachable, refused or timed out, the job ran past `job_deadline`, or " +
+      "the job queue is full; `can_retry` is true.",
+    {
+      unreachable: errorExample(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is unavailable while backing up the vector tables (connect ECONNREFUSED " +
+          "127.0.0.1:1); check that PostgreSQL is running and reachable, then retry.",
+        { can_retry: true },
+      ),
+    },
+  ),
 };
 
 const accepted = ok(
@@ -798,12 +809,17 @@ const paths: Record<string, Schema> = {
         "404": error(404, "No such backup folder or set, or the set is incomplete."),
         "409": error(409, "A backup or restore of this database is running."),
         "413": error(413, "The body is larger than 64 KiB."),
+        "415": error(415, "A body sent without `Content-Type: application/json`."),
         "500": error(
           500,
           "The set does not match its manifest or the target's columns (`STORAGE_ERROR`, " +
             "`DATABASE_ERROR`), or another failure; nothing was restored.",
         ),
-        "503": error(503, "The database is unreachable; `can_retry` is true."),
+        "503": error(
+          503,
+          "The database is unreachable, the job ran past `job_deadline`, or the job queue is " +
+            "full; `can_retry` is true.",
+        ),
       },
     },
   },
@@ -985,7 +1001,9 @@ export const OPENAPI: Record<string, unknown> = {
       "status. Answers may carry fields beyond the schemas (they are open); request bodies may " +
       "not (unknown fields are refused with 400). A method a path does not accept is answered " +
       "405 `METHOD_NOT_ALLOWED` with an `Allow` header; an unknown path 404 " +
-      "`RESOURCE_NOT_FOUND`. Request examples carry `x-expected-status`, the status they get " +
+      "`RESOURCE_NOT_FOUND`. Any route answers 403 `FORBIDDEN` to a request whose `Origin` is " +
+      "not the server's own and, when the server has no token, to a `Host` other than " +
+      "localhost, 127.0.0.1, [::1] or a name given with `--allowed-host`. Request examples carry `x-expected-status`, the status they get " +
       `when the task folder \`${TASK}\` exists and the default database has the LangChain ` +
       "tables.",
   },

@@ -1,24 +1,21 @@
 /**
- * The HTTP door: `Deno.serve` and `URLPattern`, no framework. It checks the
- * request (size, token, JSON, fields), hands it to `executeBackup`, and
- * answers with the CONTRACT's envelope, whatever happens.
+ * The HTTP door: fetch-style handlers and `URLPattern` over `node:http`
+ * (`http_listener.ts`), no framework. It checks the request (Host, Origin,
+ * size, type, token, JSON, fields), runs the work as a queued job, and
+ * answers with the envelope, whatever happens.
  *
  * @module
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TableProgress } from "./backup.ts";
-import {
-  databaseConnection,
-  parseBackupRequest,
-  prepareBackup,
-  runPreparedBackup,
-} from "./backup_request.ts";
+import { parseBackupRequest, prepareBackup, runPreparedBackup } from "./backup_request.ts";
 import type { Config } from "./config.ts";
-import { connect, type Sql } from "./database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
 import { BackupError, classifyError } from "./errors.ts";
-import { isoTimestamp } from "./format.ts";
+import { sharedHealthCheck } from "./health.ts";
+import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./http_guard.ts";
+import { listen, type Listening } from "./http_listener.ts";
 import { JobRegistry } from "./jobs.ts";
 import { OPENAPI } from "./openapi.ts";
 import { runRestore } from "./restore.ts";
@@ -42,9 +39,10 @@ const OPENAPI_PATH = "/api/v0/openapi.json";
 export interface ServerContext {
   config: Config;
   logger: Logger;
-  /** Aborted when the server shuts down past its grace period. */
-  shutdown: AbortSignal;
+  /** Runs backups and restores; aborts them when the server shuts down past its grace period. */
   jobs: JobRegistry;
+  /** The shared check of the default database (`health.ts`). */
+  health: () => Promise<Envelope>;
 }
 
 /** Answers one route; `params` are the path's named groups. */
@@ -100,18 +98,29 @@ export async function handleRequest(
     response = json(errorEnvelope(failure));
   }
   context.logger.info("request", {
-    method: request.method,
-    path: new URL(request.url).pathname,
+    method: request.method.slice(0, 20),
+    path: cap(new URL(request.url).pathname),
     status: response.status,
     duration: Math.round(performance.now() - started) / 1000,
   });
   return response;
 }
 
+/** Characters of a request's path that a log line keeps. */
+const LOGGED_PATH_CHARS = 256;
+
+/** A path cut for the log: a 64 KiB path must not make a 64 KiB log line. */
+function cap(path: string): string {
+  return path.length > LOGGED_PATH_CHARS ? `${path.slice(0, LOGGED_PATH_CHARS)}…` : path;
+}
+
 async function route(
   request: Request,
   context: ServerContext,
 ): Promise<Response> {
+  // Before anything else: a refused request must not even be routed.
+  checkHost(request, context.config.token !== undefined, context.config.allowedHosts);
+  checkOrigin(request);
   const url = new URL(request.url);
   let params: Record<string, string | undefined> = {};
   const match = ROUTES.find((r) => {
@@ -167,15 +176,23 @@ async function runAsJob(
   kind: "backup" | "restore",
   taskId: string | undefined,
   isAsync: boolean,
-  work: (onProgress: (p: TableProgress) => void) => Promise<Envelope>,
+  work: (onProgress: (p: TableProgress) => void, signal: AbortSignal) => Promise<Envelope>,
 ): Promise<Response> {
-  const { job, done } = context.jobs.start(kind, taskId, async (onProgress) => {
+  const { job, done } = context.jobs.start(kind, taskId, async (onProgress, signal) => {
     try {
-      return await work(onProgress);
+      return await work(onProgress, signal);
     } catch (error) {
       return errorEnvelope(classifyError(error, `running the ${kind}`));
     }
-  });
+  }, (seconds) =>
+    errorEnvelope(
+      new BackupError(
+        "SERVICE_UNAVAILABLE",
+        `The ${kind} ran past the job deadline of ${seconds} s and was stopped; everything was ` +
+          "rolled back and cleaned up. Retry when the database answers, or raise job_deadline.",
+        true,
+      ),
+    ));
   if (!isAsync) return json(await done);
   return json(successEnvelope("任务已创建", {
     job_id: job.job_id,
@@ -193,14 +210,10 @@ async function handleBackup(request: Request, context: ServerContext): Promise<R
     "backup",
     prepared.request.taskId,
     isAsync,
-    async (onProgress) =>
+    async (onProgress, signal) =>
       successEnvelope(
         "Vector表备份完成",
-        await runPreparedBackup(prepared, {
-          logger: context.logger,
-          signal: context.shutdown,
-          onProgress,
-        }),
+        await runPreparedBackup(prepared, { logger: context.logger, signal, onProgress }),
       ),
   );
 }
@@ -214,10 +227,10 @@ async function handleRestore(request: Request, context: ServerContext): Promise<
     "restore",
     restoreRequest.taskId,
     isAsync,
-    async () =>
+    async (_onProgress, signal) =>
       successEnvelope(
         "Vector表恢复完成",
-        await runRestore({ ...prepared, logger: context.logger, signal: context.shutdown }),
+        await runRestore({ ...prepared, logger: context.logger, signal }),
       ),
   );
 }
@@ -301,44 +314,38 @@ function decodeParams(
   }
 }
 
-async function handleHealth(
-  _request: Request,
-  context: ServerContext,
-): Promise<Response> {
-  let sql: Sql | undefined;
-  try {
-    sql = await connect({
-      connection: databaseConnection({ dbConnection: undefined }, context.config),
-      connectTimeoutSeconds: Math.min(context.config.connectTimeoutSeconds, 5),
-    });
-    await sql`SELECT 1`;
-  } catch (error) {
-    throw classifyError(error, "checking the default database");
-  } finally {
-    await sql?.end({ timeout: 1 });
-  }
-  return json(
-    successEnvelope("服务正常", {
-      status: "ok",
-      database: "reachable",
-      timestamp: isoTimestamp(new Date()),
-    }),
-  );
+async function handleHealth(_request: Request, context: ServerContext): Promise<Response> {
+  return json(await context.health());
 }
 
-/** Reads at most `MAX_BODY_BYTES` of UTF-8 JSON; an empty body means `{}`. */
+/**
+ * Reads at most `MAX_BODY_BYTES` of UTF-8 JSON; an empty body means `{}`.
+ * A body must be declared `application/json`: a web page can send text/plain,
+ * a form or an untyped body to any address without asking first.
+ */
 async function readJsonBody(request: Request): Promise<unknown> {
+  const contentType = request.headers.get("content-type");
+  checkJsonType(contentType);
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw tooLarge();
   const chunks: Uint8Array[] = [];
   let size = 0;
   if (request.body) {
-    for await (const chunk of request.body) {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) throw tooLarge();
-      chunks.push(chunk);
+    try {
+      for await (const chunk of request.body) {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) throw tooLarge();
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      if (error instanceof BackupError) throw error;
+      throw new BackupError(
+        "INVALID_PARAMS",
+        "The request body could not be read: its framing is broken or it ended early.",
+      );
     }
   }
+  if (contentType === null && size > 0) throw unsupportedType();
   const bytes = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
@@ -409,36 +416,40 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 /**
  * Serves until SIGINT or SIGTERM; then stops accepting, lets running
  * backups finish within the grace period, aborts (and so cleans up) the
- * rest, and resolves.
+ * rest, and resolves. Refuses to listen beyond loopback without a token:
+ * anyone who reaches the port could otherwise back up and truncate.
  */
 export async function serve(options: ServeOptions): Promise<void> {
   const { config, logger } = options;
   if (!LOOPBACK.test(options.hostname) && config.token === undefined) {
-    logger.warn(
-      `listening on ${options.hostname} without a token: anyone who can reach this port can back up and truncate; set --token or PGVECTOR_BACKUP_TOKEN`,
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `Listening on ${options.hostname.slice(0, 64)} needs a token: anyone who can reach it ` +
+        "could back up and truncate. Set --token or PGVECTOR_BACKUP_TOKEN.",
     );
   }
   const abort = new AbortController();
   const context: ServerContext = {
     config,
     logger,
-    shutdown: abort.signal,
-    jobs: new JobRegistry(),
+    jobs: new JobRegistry({
+      concurrency: config.jobConcurrency,
+      queueLimit: config.jobQueueLimit,
+      deadlineSeconds: config.jobDeadlineSeconds,
+    }, abort.signal),
+    health: sharedHealthCheck(config, logger),
   };
-  let server: Deno.HttpServer;
+  let server: Listening;
   try {
-    server = Deno.serve({
+    server = await listen({
       hostname: options.hostname,
       port: options.port,
-      onListen: (address) => {
-        logger.info("listening", {
-          address: `${address.hostname}:${address.port}`,
-        });
-        options.onListen?.(address);
-      },
+      headerTimeoutSeconds: config.headerTimeoutSeconds,
+      idleTimeoutSeconds: config.idleTimeoutSeconds,
+      badRequest: (message) => json(errorEnvelope(new BackupError("INVALID_PARAMS", message))),
     }, (request) => handleRequest(request, context));
   } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse) {
+    if ((error as { code?: string }).code === "EADDRINUSE") {
       throw new BackupError(
         "INTERNAL_ERROR",
         `Port ${options.port} on ${options.hostname} is already in use; choose another with --port.`,
@@ -446,7 +457,13 @@ export async function serve(options: ServeOptions): Promise<void> {
     }
     throw error;
   }
+  logger.info("listening", {
+    address: `${server.address.hostname}:${server.address.port}`,
+  });
+  options.onListen?.(server.address);
 
+  let stopped!: () => void;
+  const finished = new Promise<void>((resolve) => stopped = resolve);
   const stop = () => {
     logger.info("shutting down: no new requests; waiting for running backups", {
       grace_seconds: options.shutdownGraceSeconds,
@@ -455,13 +472,16 @@ export async function serve(options: ServeOptions): Promise<void> {
       () => abort.abort(),
       options.shutdownGraceSeconds * 1000,
     );
-    Promise.all([server.shutdown(), context.jobs.settled()]).finally(() => clearTimeout(timer));
+    Promise.all([server.close(), context.jobs.settled()]).finally(() => {
+      clearTimeout(timer);
+      stopped();
+    });
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, stop);
   }
   try {
-    await server.finished;
+    await finished;
     await context.jobs.settled();
   } finally {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {

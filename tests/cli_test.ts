@@ -119,6 +119,7 @@ Deno.test("--json prints the same envelope as the HTTP door", async () => {
         const response = await fetch(`${server.base}/api/v0/data_pipeline/vector/backup`, {
           method: "POST",
           body: JSON.stringify({ task_id: "task_1" }),
+          headers: { "content-type": "application/json" },
         });
         http = await response.json();
       } finally {

@@ -29,6 +29,7 @@ async function request(
   const response = await fetch(server.base + path, {
     method,
     body: body === undefined ? undefined : JSON.stringify(body),
+    headers: body === undefined ? {} : { "content-type": "application/json" },
   });
   return { status: response.status, envelope: await response.json() };
 }

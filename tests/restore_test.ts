@@ -363,6 +363,7 @@ Deno.test("list, download and retention over HTTP and CLI", async () => {
         }
         const restored = await fetch(`${api}/restore`, {
           method: "POST",
+          headers: { "content-type": "application/json" },
           body: JSON.stringify({
             task_id: "task_1",
             timestamp: complete.find((s: { task_id: string }) => s.task_id === "task_1").timestamp,

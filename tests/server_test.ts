@@ -377,7 +377,11 @@ Deno.test("HTTP API", async (t) => {
         const random = mulberry32(20250721);
         for (let i = 0; i < 1000; i++) {
           const body = randomBody(random);
-          const response = await fetch(server.base + ENDPOINT, { method: "POST", body });
+          const response = await fetch(server.base + ENDPOINT, {
+            method: "POST",
+            body,
+            headers: { "content-type": "application/json" },
+          });
           const text = await response.text();
           answers.push(text);
           assert.ok(response.status < 500, `${response.status} for ${body.slice(0, 200)}: ${text}`);

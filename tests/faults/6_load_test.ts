@@ -40,7 +40,11 @@ interface Request {
 
 /** The i-th request of the mix: ten kinds in turn. */
 function request(i: number, holding: boolean): Request {
-  const post = (body: string) => ({ method: "POST", body });
+  const post = (body: string) => ({
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
   const backupStatuses = holding ? [409] : [200, 409];
   switch (i % 10) {
     case 0:
@@ -169,6 +173,7 @@ Deno.test("load: 200 mixed requests from 20 clients, only envelopes, no leak", a
         const held = call(server.base + ENDPOINT, {
           method: "POST",
           body: '{"task_id": "task_hold"}',
+          headers: { "content-type": "application/json" },
         });
         const answeredEarly = held.then((answer) => {
           throw new Error(`the held backup answered before it was held: ${answer.text}`);

@@ -250,6 +250,7 @@ Deno.test("hostile input: every answer a 4xx envelope, nothing written anywhere"
         const made = await call(server.base + ENDPOINT, {
           method: "POST",
           body: '{"task_id": "task_1"}',
+          headers: { "content-type": "application/json" },
         });
         assert.equal(made.status, 200, made.text);
         await tryCases(tally, server.base, parent, cases(Number(new URL(db.url).port)));
