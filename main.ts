@@ -15,12 +15,12 @@ import {
   listCommand,
   restoreCommand,
   verifyCommand,
-} from "./src/cli.ts";
-import { loadConfig } from "./src/config.ts";
-import { BackupError, classifyError } from "./src/errors.ts";
-import { jsonLogger, redact } from "./src/log.ts";
-import { serve } from "./src/server.ts";
-import { VERSION } from "./src/version.ts";
+} from "./src/doors/cli/cli.ts";
+import { loadConfig } from "./src/contract/config.ts";
+import { BackupError, classifyError } from "./src/contract/errors.ts";
+import { jsonLogger, redact } from "./src/util/log.ts";
+import { serve } from "./src/doors/http/server.ts";
+import { VERSION } from "./src/util/version.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 

@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { connect, serverTarget } from "../src/database.ts";
+import { connect, serverTarget } from "../src/database/database.ts";
 import { startServer } from "./app_process.ts";
 import { createFixture } from "./fixture.ts";
 import { withDatabase } from "./postgres.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Sql } from "../src/database.ts";
+import type { Sql } from "../src/database/database.ts";
 
 /** `langchain_community` (older: uuid keys, json) or `langchain_postgres` (newer: id key, jsonb). */
 export type Layout = "langchain_community" | "langchain_postgres";

@@ -38,7 +38,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "each file is fsynced before it gets its final name",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "sync order" }],
     brk: {
-      file: "src/atomic_file.ts",
+      file: "src/storage/atomic_file.ts",
       what: "file.sync() removed before the rename",
       edits: [{
         find: "    await file.sync();\n    file.close();\n",
@@ -50,7 +50,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "the folder is fsynced before the truncate",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "sync order" }],
     brk: {
-      file: "src/backup.ts",
+      file: "src/engines/backup.ts",
       what: "syncDirectory() removed after the manifest's rename",
       edits: [{
         find: "      await syncDirectory(options.directory);\n",
@@ -62,7 +62,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "no rows are truncated unless a complete, durable set exists",
     tests: [{ file: "tests/faults/3b_manifest_moment_test.ts" }],
     brk: {
-      file: "src/backup.ts",
+      file: "src/engines/backup.ts",
       what:
         "the manifest written, committed and its folder synced after the truncating transaction commits",
       edits: [
@@ -95,7 +95,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "a set whose manifest row count differs is refused by verify and restore",
     tests: [{ file: "tests/manifest_row_count_test.ts" }],
     brk: {
-      file: "src/backup_sets.ts",
+      file: "src/storage/backup_sets.ts",
       what: "the row_count comparison removed from set verification",
       edits: [{
         find:
@@ -108,7 +108,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "the backup log is appended to, never rewritten",
     tests: [{ file: "tests/filesystem_security_test.ts", filter: "two runs" }],
     brk: {
-      file: "src/safe_fs.ts",
+      file: "src/storage/safe_fs.ts",
       what: "vector_backup_log.txt opened with truncate instead of append",
       edits: [{
         find: "  const flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK;\n",
@@ -123,7 +123,7 @@ export const GUARANTEES: Guarantee[] = [
       { file: "tests/connection_security_test.ts", filter: "echoes back" },
     ],
     brk: {
-      file: "src/log.ts",
+      file: "src/util/log.ts",
       what: "redact() returning its input",
       edits: [{
         find:
@@ -137,7 +137,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "no connection string's password in logs, even one never registered",
     tests: [{ file: "tests/redaction_test.ts" }],
     brk: {
-      file: "src/log.ts",
+      file: "src/util/log.ts",
       what: "the connection-string pattern removed from redact()",
       edits: [{
         find: '  let out = text.replace(URL_PASSWORD, "$1:***@");\n',
@@ -149,7 +149,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "a task id cannot name a folder outside the data folder",
     tests: [{ file: "tests/task_id_test.ts" }],
     brk: {
-      file: "src/backup_request.ts",
+      file: "src/requests/backup_request.ts",
       what: "task_id `..` accepted",
       edits: [{
         find: "export const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;\n",
@@ -161,7 +161,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "no file is visible under its final name before it is complete",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "final name" }],
     brk: {
-      file: "src/atomic_file.ts",
+      file: "src/storage/atomic_file.ts",
       what: "data written straight to the final file name, no .tmp",
       edits: [
         {

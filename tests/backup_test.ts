@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type BackupOptions, type Engine, runBackup } from "../src/backup.ts";
-import { DEFAULT_CONFIG } from "../src/config.ts";
-import { serverTarget, type Sql } from "../src/database.ts";
-import type { BackupError } from "../src/errors.ts";
-import { fileTimestamp, formatFileSize } from "../src/format.ts";
-import { silentLogger } from "../src/log.ts";
+import { type BackupOptions, type Engine, runBackup } from "../src/engines/backup.ts";
+import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { serverTarget, type Sql } from "../src/database/database.ts";
+import type { BackupError } from "../src/contract/errors.ts";
+import { fileTimestamp, formatFileSize } from "../src/util/format.ts";
+import { silentLogger } from "../src/util/log.ts";
 import type { Layout } from "../scripts/fixture.ts";
 import { copyCsv, freshDatabase, readCsv, testClient, withTempDir } from "./helpers.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { backupCommand, type BackupFlags, type CommandIo } from "../src/cli.ts";
+import { backupCommand, type BackupFlags, type CommandIo } from "../src/doors/cli/cli.ts";
 import {
   APP_FLAGS,
   freshDatabase,

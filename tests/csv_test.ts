@@ -6,7 +6,7 @@ import {
   csvRows,
   csvStringifyStream,
   type TextRow,
-} from "../src/csv.ts";
+} from "../src/formats/csv.ts";
 import { copyCsv, freshDatabase } from "./helpers.ts";
 
 const encoder = new TextEncoder();

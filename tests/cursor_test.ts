@@ -10,11 +10,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runBackup } from "../src/backup.ts";
-import { DEFAULT_CONFIG } from "../src/config.ts";
-import { csvStringifyStream } from "../src/csv.ts";
-import { cursorOut, serverTarget, type Sql } from "../src/database.ts";
-import { silentLogger } from "../src/log.ts";
+import { runBackup } from "../src/engines/backup.ts";
+import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { csvStringifyStream } from "../src/formats/csv.ts";
+import { cursorOut, serverTarget, type Sql } from "../src/database/database.ts";
+import { silentLogger } from "../src/util/log.ts";
 import { copyCsv, freshDatabase, readCsv, withTempDir } from "./helpers.ts";
 
 /** Rows per fetch in these tests. */

@@ -12,13 +12,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { runBackup } from "../src/backup.ts";
-import { appendBackupLog, BACKUP_LOG_NAME } from "../src/backup_log.ts";
-import { executeBackup } from "../src/backup_request.ts";
-import { DEFAULT_CONFIG } from "../src/config.ts";
-import { serverTarget } from "../src/database.ts";
-import { silentLogger } from "../src/log.ts";
-import { listBackups } from "../src/restore_request.ts";
+import { runBackup } from "../src/engines/backup.ts";
+import { appendBackupLog, BACKUP_LOG_NAME } from "../src/storage/backup_log.ts";
+import { executeBackup } from "../src/requests/backup_request.ts";
+import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { serverTarget } from "../src/database/database.ts";
+import { silentLogger } from "../src/util/log.ts";
+import { listBackups } from "../src/requests/restore_request.ts";
 import {
   APP_FLAGS,
   freshDatabase,

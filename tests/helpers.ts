@@ -7,7 +7,7 @@
  */
 
 import postgres from "postgres";
-import type { Sql } from "../src/database.ts";
+import type { Sql } from "../src/database/database.ts";
 import { createFixture, type FixtureOptions } from "../scripts/fixture.ts";
 
 /** The server's URL; `deno task test` sets it. */

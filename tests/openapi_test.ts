@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
-import { OPENAPI } from "../src/openapi.ts";
+import { OPENAPI } from "../src/doors/http/openapi.ts";
 import { freshDatabase, type RunningServer, startServer, withTempDir } from "./helpers.ts";
 
 type Obj = Record<string, unknown>;
@@ -151,7 +151,7 @@ function allSchemas(): Schema[] {
 // The routes of server.ts, from its source.
 
 async function serverRoutes(): Promise<string[]> {
-  const source = await Deno.readTextFile(new URL("../src/server.ts", import.meta.url));
+  const source = await Deno.readTextFile(new URL("../src/doors/http/server.ts", import.meta.url));
   const api = source.match(/const API = "([^"]+)";/)?.[1];
   assert.ok(api, "server.ts defines API");
   const table = source.match(/const ROUTES[^=]*=\s*\[([\s\S]*?)\n\];/)?.[1];

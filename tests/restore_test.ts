@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Engine, runBackup } from "../src/backup.ts";
-import { DEFAULT_CONFIG } from "../src/config.ts";
-import { serverTarget } from "../src/database.ts";
-import type { BackupError } from "../src/errors.ts";
-import { silentLogger } from "../src/log.ts";
-import { runRestore } from "../src/restore.ts";
+import { type Engine, runBackup } from "../src/engines/backup.ts";
+import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { serverTarget } from "../src/database/database.ts";
+import type { BackupError } from "../src/contract/errors.ts";
+import { silentLogger } from "../src/util/log.ts";
+import { runRestore } from "../src/engines/restore.ts";
 import type { Layout } from "../scripts/fixture.ts";
 import {
   freshDatabase,

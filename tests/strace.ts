@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { DEFAULT_TIMESTAMP_FORMAT, fileTimestamp } from "../src/format.ts";
+import { DEFAULT_TIMESTAMP_FORMAT, fileTimestamp } from "../src/util/format.ts";
 import { APP_FLAGS, type RunResult } from "./helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

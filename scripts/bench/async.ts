@@ -7,8 +7,8 @@
  */
 
 import { join } from "node:path";
-import type { Envelope } from "../../src/envelope.ts";
-import type { JobView } from "../../src/jobs.ts";
+import type { Envelope } from "../../src/contract/envelope.ts";
+import type { JobView } from "../../src/doors/http/jobs.ts";
 import { startServer } from "../app_process.ts";
 import type { Measurement, Verdict } from "./measurement.ts";
 import { median, progress, round } from "./runner.ts";

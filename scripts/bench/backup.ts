@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path";
-import type { BackupResult, Engine } from "../../src/backup.ts";
+import type { BackupResult, Engine } from "../../src/engines/backup.ts";
 import { COLLECTIONS } from "../fixture.ts";
 import { psqlCopyTo, sha256File } from "./databases.ts";
 import {

@@ -8,7 +8,7 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { connect, serverTarget, type Sql } from "../../src/database.ts";
+import { connect, serverTarget, type Sql } from "../../src/database/database.ts";
 import { createFixture } from "../fixture.ts";
 import { type Reference, TABLE } from "./measurement.ts";
 import { count } from "./report.ts";

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFixture } from "../../scripts/fixture.ts";
 import { type Cluster, startCluster } from "../../scripts/postgres.ts";
-import type { Sql } from "../../src/database.ts";
+import type { Sql } from "../../src/database/database.ts";
 import {
   freshDatabase,
   type RunningServer,

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { Sql } from "../../src/database.ts";
+import type { Sql } from "../../src/database/database.ts";
 import {
   copyCsv,
   mainCommand,

@@ -11,9 +11,9 @@
  */
 
 import { join } from "node:path";
-import { AtomicFile, exists, type FileFacts, syncDirectory } from "./atomic_file.ts";
-import { appendBackupLog } from "./backup_log.ts";
-import { CsvRecordCounter, csvStringifyStream } from "./csv.ts";
+import { AtomicFile, exists, type FileFacts, syncDirectory } from "../storage/atomic_file.ts";
+import { appendBackupLog } from "../storage/backup_log.ts";
+import { CsvRecordCounter, csvStringifyStream } from "../formats/csv.ts";
 import {
   connect,
   copyOut,
@@ -24,18 +24,18 @@ import {
   type RowFilter,
   type Sql,
   type TransactionSql,
-} from "./database.ts";
-import { BackupError, classifyError } from "./errors.ts";
-import { fileTimestamp, formatFileSize, isoTimestamp, seconds } from "./format.ts";
-import { gzipStream } from "./gzip.ts";
-import type { Logger } from "./log.ts";
+} from "../database/database.ts";
+import { BackupError, classifyError } from "../contract/errors.ts";
+import { fileTimestamp, formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
+import { gzipStream } from "../formats/gzip.ts";
+import type { Logger } from "../util/log.ts";
 import {
   type ColumnInfo,
   encodeManifest,
   type Manifest,
   manifestName,
   type ManifestTable,
-} from "./manifest.ts";
+} from "../formats/manifest.ts";
 
 /** How rows leave the database: PostgreSQL's COPY, or a cursor for poolers that block COPY. */
 export type Engine = "copy" | "cursor";

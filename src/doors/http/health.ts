@@ -7,13 +7,13 @@
  * @module
  */
 
-import { databaseConnection } from "./backup_request.ts";
-import type { Config } from "./config.ts";
-import { connect } from "./database.ts";
-import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
-import { BackupError, classifyError } from "./errors.ts";
-import { isoTimestamp } from "./format.ts";
-import type { Logger } from "./log.ts";
+import { databaseConnection } from "../../requests/backup_request.ts";
+import type { Config } from "../../contract/config.ts";
+import { connect } from "../../database/database.ts";
+import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
+import { BackupError, classifyError } from "../../contract/errors.ts";
+import { isoTimestamp } from "../../util/format.ts";
+import type { Logger } from "../../util/log.ts";
 
 /** How long one check's answer is reused. */
 const REUSE_MS = 1000;

@@ -22,14 +22,14 @@ import {
   newestFirst,
   openSetFile,
   stampSource,
-} from "./backup_sets.ts";
-import { type Config, setNaming } from "./config.ts";
-import type { Connection } from "./connection_string.ts";
-import { BackupError } from "./errors.ts";
-import { formatFileSize } from "./format.ts";
-import { locateBackupFolder } from "./folders.ts";
-import { manifestName } from "./manifest.ts";
-import { type RestoreOptions, type RestoreResult, runRestore } from "./restore.ts";
+} from "../storage/backup_sets.ts";
+import { type Config, setNaming } from "../contract/config.ts";
+import type { Connection } from "../database/connection_string.ts";
+import { BackupError } from "../contract/errors.ts";
+import { formatFileSize } from "../util/format.ts";
+import { locateBackupFolder } from "../storage/folders.ts";
+import { manifestName } from "../formats/manifest.ts";
+import { type RestoreOptions, type RestoreResult, runRestore } from "../engines/restore.ts";
 
 /** A validated restore request. */
 export interface RestoreRequest {

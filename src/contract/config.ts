@@ -6,10 +6,10 @@
  * @module
  */
 
-import type { Engine } from "./backup.ts";
-import { normalizeHost } from "./connection_string.ts";
+import type { Engine } from "../engines/backup.ts";
+import { normalizeHost } from "../database/connection_string.ts";
 import { BackupError } from "./errors.ts";
-import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "./format.ts";
+import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "../util/format.ts";
 
 /** Every setting, with defaults filled in. */
 export interface Config {

@@ -6,7 +6,7 @@
  */
 
 import type { BackupError } from "./errors.ts";
-import { isoTimestamp } from "./format.ts";
+import { isoTimestamp } from "../util/format.ts";
 
 /** The fixed `message` for each HTTP status, as in the original project. */
 export const MESSAGES: Record<number, string> = {

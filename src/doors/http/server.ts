@@ -8,17 +8,21 @@
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { TableProgress } from "./backup.ts";
-import { parseBackupRequest, prepareBackup, runPreparedBackup } from "./backup_request.ts";
-import type { Config } from "./config.ts";
-import { type Envelope, errorEnvelope, successEnvelope } from "./envelope.ts";
-import { BackupError, classifyError } from "./errors.ts";
+import type { TableProgress } from "../../engines/backup.ts";
+import {
+  parseBackupRequest,
+  prepareBackup,
+  runPreparedBackup,
+} from "../../requests/backup_request.ts";
+import type { Config } from "../../contract/config.ts";
+import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
+import { BackupError, classifyError } from "../../contract/errors.ts";
 import { sharedHealthCheck } from "./health.ts";
-import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./http_guard.ts";
-import { listen, type Listening } from "./http_listener.ts";
+import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./guard.ts";
+import { listen, type Listening } from "./listener.ts";
 import { JobRegistry } from "./jobs.ts";
 import { OPENAPI } from "./openapi.ts";
-import { runRestore } from "./restore.ts";
+import { runRestore } from "../../engines/restore.ts";
 import {
   deleteBackupSet,
   listBackups,
@@ -26,8 +30,8 @@ import {
   parseListQuery,
   parseRestoreRequest,
   prepareRestore,
-} from "./restore_request.ts";
-import type { Logger } from "./log.ts";
+} from "../../requests/restore_request.ts";
+import type { Logger } from "../../util/log.ts";
 
 /** Request bodies above this size are refused unread. */
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -10,11 +10,11 @@
 
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { databaseConnection } from "./backup_request.ts";
-import type { Config } from "./config.ts";
-import { connect, type Sql } from "./database.ts";
-import { classifyError } from "./errors.ts";
-import { resolveBackupFolder } from "./folders.ts";
+import { databaseConnection } from "../requests/backup_request.ts";
+import type { Config } from "../contract/config.ts";
+import { connect, type Sql } from "../database/database.ts";
+import { classifyError } from "../contract/errors.ts";
+import { resolveBackupFolder } from "../storage/folders.ts";
 
 /** One table as the check sees it. */
 export interface TableCheck {

@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { BackupResult } from "./backup.ts";
-import { redact } from "./log.ts";
+import type { BackupResult } from "../engines/backup.ts";
+import { redact } from "../util/log.ts";
 import { appendFile, Folder } from "./safe_fs.ts";
 
 /** The log's file name inside the backup folder. */

@@ -18,10 +18,10 @@ import { connect as netConnect, type Socket } from "node:net";
 import type { QueryResult } from "pg";
 import postgres from "postgres";
 import { type Connection, parseConnectionString, type SslMode } from "./connection_string.ts";
-import { BackupError } from "./errors.ts";
-import { redact } from "./log.ts";
-import type { TextRow } from "./csv.ts";
-import type { ColumnInfo } from "./manifest.ts";
+import { BackupError } from "../contract/errors.ts";
+import { redact } from "../util/log.ts";
+import type { TextRow } from "../formats/csv.ts";
+import type { ColumnInfo } from "../formats/manifest.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;

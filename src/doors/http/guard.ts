@@ -8,7 +8,7 @@
  * @module
  */
 
-import { BackupError } from "./errors.ts";
+import { BackupError } from "../../contract/errors.ts";
 
 /** `Host` names that only this machine can use to reach the server. */
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);

@@ -10,7 +10,7 @@
  */
 
 import { join, relative, resolve, sep } from "node:path";
-import { BackupError } from "./errors.ts";
+import { BackupError } from "../contract/errors.ts";
 import { Folder, makeFolder, makeFolders } from "./safe_fs.ts";
 
 /**

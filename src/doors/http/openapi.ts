@@ -16,7 +16,7 @@
  * @module
  */
 
-import { MESSAGES } from "./envelope.ts";
+import { MESSAGES } from "../../contract/envelope.ts";
 
 const API = "/api/v0/data_pipeline/vector";
 

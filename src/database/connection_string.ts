@@ -14,7 +14,7 @@
  */
 
 import { isIPv4, isIPv6 } from "node:net";
-import { BackupError } from "./errors.ts";
+import { BackupError } from "../contract/errors.ts";
 
 /** libpq's `sslmode` values. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";

@@ -26,15 +26,15 @@ import {
   type SetFile,
   type SetNaming,
   verifySet,
-} from "./backup_sets.ts";
-import { csvHeader, csvParseStream, csvRows, type TextRow } from "./csv.ts";
-import { type DatabaseTarget, type LoadSession, openLoadSession } from "./database.ts";
-import { BackupError, classifyError } from "./errors.ts";
-import { formatFileSize, isoTimestamp, seconds } from "./format.ts";
-import { gunzipStream } from "./gzip.ts";
-import type { Logger } from "./log.ts";
-import type { ColumnInfo } from "./manifest.ts";
-import { pythonLiteralToJson } from "./python_literal.ts";
+} from "../storage/backup_sets.ts";
+import { csvHeader, csvParseStream, csvRows, type TextRow } from "../formats/csv.ts";
+import { type DatabaseTarget, type LoadSession, openLoadSession } from "../database/database.ts";
+import { BackupError, classifyError } from "../contract/errors.ts";
+import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
+import { gunzipStream } from "../formats/gzip.ts";
+import type { Logger } from "../util/log.ts";
+import type { ColumnInfo } from "../formats/manifest.ts";
+import { pythonLiteralToJson } from "../formats/python_literal.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {

@@ -6,16 +6,16 @@
  * @module
  */
 
-import type { BackupResult, Engine } from "./backup.ts";
-import { checkTaskId, executeBackup, parseBackupRequest } from "./backup_request.ts";
-import { listFolder, verifySet } from "./backup_sets.ts";
-import { loadConfig, setNaming } from "./config.ts";
-import { errorEnvelope, successEnvelope } from "./envelope.ts";
-import { runCheck } from "./check.ts";
-import { BackupError, classifyError } from "./errors.ts";
-import { formatFileSize } from "./format.ts";
-import { locateBackupFolder } from "./folders.ts";
-import { jsonLogger, type Logger, redact } from "./log.ts";
+import type { BackupResult, Engine } from "../../engines/backup.ts";
+import { checkTaskId, executeBackup, parseBackupRequest } from "../../requests/backup_request.ts";
+import { listFolder, verifySet } from "../../storage/backup_sets.ts";
+import { loadConfig, setNaming } from "../../contract/config.ts";
+import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
+import { runCheck } from "../../engines/check.ts";
+import { BackupError, classifyError } from "../../contract/errors.ts";
+import { formatFileSize } from "../../util/format.ts";
+import { locateBackupFolder } from "../../storage/folders.ts";
+import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import {
   deleteBackupSet,
@@ -23,7 +23,7 @@ import {
   listBackups,
   parseListQuery,
   parseRestoreRequest,
-} from "./restore_request.ts";
+} from "../../requests/restore_request.ts";
 
 /** The flags of `backup`, as parsed by `main.ts`. */
 export interface BackupFlags {

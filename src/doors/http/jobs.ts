@@ -7,10 +7,10 @@
  * @module
  */
 
-import type { TableProgress } from "./backup.ts";
-import type { Envelope } from "./envelope.ts";
-import { BackupError } from "./errors.ts";
-import { isoTimestamp } from "./format.ts";
+import type { TableProgress } from "../../engines/backup.ts";
+import type { Envelope } from "../../contract/envelope.ts";
+import { BackupError } from "../../contract/errors.ts";
+import { isoTimestamp } from "../../util/format.ts";
 
 /** Where a job is in its life. */
 export type JobState = "queued" | "running" | "succeeded" | "failed";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { TableProgress } from "./backup.ts";
+import type { TableProgress } from "../../engines/backup.ts";
 
 /** Where progress text goes; `isTerminal` picks the bar or the lines. */
 export interface ProgressOutput {

@@ -21,10 +21,10 @@
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
 import { BACKUP_LOG_NAME } from "./backup_log.ts";
-import { CsvRecordCounter } from "./csv.ts";
-import { BackupError } from "./errors.ts";
-import { gunzipStream } from "./gzip.ts";
-import { type Manifest, ManifestError, manifestName, parseManifest } from "./manifest.ts";
+import { CsvRecordCounter } from "../formats/csv.ts";
+import { BackupError } from "../contract/errors.ts";
+import { gunzipStream } from "../formats/gzip.ts";
+import { type Manifest, ManifestError, manifestName, parseManifest } from "../formats/manifest.ts";
 import { type FileIdentity, Folder, openListedFile } from "./safe_fs.ts";
 
 /** What naming the sets of a folder depends on. */

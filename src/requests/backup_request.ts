@@ -7,18 +7,18 @@
  * @module
  */
 
-import { type BackupResult, runBackup, type TableProgress } from "./backup.ts";
-import { type Config, setNaming } from "./config.ts";
-import { BackupError } from "./errors.ts";
-import { applyRetention } from "./backup_sets.ts";
-import { resolveBackupFolder } from "./folders.ts";
+import { type BackupResult, runBackup, type TableProgress } from "../engines/backup.ts";
+import { type Config, setNaming } from "../contract/config.ts";
+import { BackupError } from "../contract/errors.ts";
+import { applyRetention } from "../storage/backup_sets.ts";
+import { resolveBackupFolder } from "../storage/folders.ts";
 import {
   type Connection,
   isLoopback,
   normalizeHost,
   parseConnectionString,
-} from "./connection_string.ts";
-import { type Logger, registerServerSecret } from "./log.ts";
+} from "../database/connection_string.ts";
+import { type Logger, registerServerSecret } from "../util/log.ts";
 
 /** The CONTRACT's request, validated. */
 export interface BackupRequest {
