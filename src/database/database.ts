@@ -173,6 +173,7 @@ async function within<T>(
   seconds: number,
   what: string,
   onExpiry: () => unknown,
+  signal?: AbortSignal,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<never>((_, reject) => {
@@ -183,10 +184,22 @@ async function within<T>(
       );
     }, seconds * 1000);
   });
+  // A stopped run (a job past its deadline, a signal) must not wait for the
+  // step's own deadline: the step ends the same way, at once.
+  let onAbort = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      onExpiry();
+      reject(signal!.reason);
+    };
+  });
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener("abort", onAbort);
   try {
-    return await Promise.race([work, expired]);
+    return await Promise.race([work, expired, stopped]);
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
     work.catch(() => {});
   }
 }
@@ -243,7 +256,7 @@ function scrub(error: unknown, connection: Connection | undefined): unknown {
  * stay on it) and logs in, within the target's deadline; a login that does
  * not complete in time ends the connection and fails with CONNECT_TIMEOUT.
  */
-export async function connect(target: DatabaseTarget): Promise<Sql> {
+export async function connect(target: DatabaseTarget, signal?: AbortSignal): Promise<Sql> {
   if (!lateWritesIgnored) {
     lateWritesIgnored = true;
     ignoreLateSocketWrites();
@@ -256,9 +269,11 @@ export async function connect(target: DatabaseTarget): Promise<Sql> {
       target.connectTimeoutSeconds,
       "the login",
       () => sql.end({ timeout: 0 }),
+      signal,
     );
   } catch (error) {
     await sql.end({ timeout: 0 }).catch(() => {});
+    if (signal?.aborted) throw signal.reason;
     return await loginFailed(target, started, error);
   }
   return sql;
@@ -604,7 +619,10 @@ function ignorePgEnvironment(client: object): void {
  * error with its line and column and keeps the connection usable for the
  * ROLLBACK.
  */
-export async function openLoadSession(target: DatabaseTarget): Promise<LoadSession> {
+export async function openLoadSession(
+  target: DatabaseTarget,
+  signal?: AbortSignal,
+): Promise<LoadSession> {
   // Loaded here, not up front: only restores need them, and loading them
   // took a backup's start from 0.07 to 0.10 s.
   const { default: pg } = await import("pg");
@@ -623,9 +641,11 @@ export async function openLoadSession(target: DatabaseTarget): Promise<LoadSessi
   const step = (query: Promise<QueryResult>) =>
     within(query, target.connectTimeoutSeconds, "a query", expire);
   try {
-    await client.connect();
+    // pg bounds the login by connectionTimeoutMillis; a stop ends it sooner.
+    await within(client.connect(), target.connectTimeoutSeconds + 1, "the login", expire, signal);
   } catch (error) {
     await client.end().catch(() => {});
+    if (signal?.aborted) throw signal.reason;
     return await loginFailed(target, started, withConnectionCode(error));
   }
   try {

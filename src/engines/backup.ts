@@ -197,7 +197,7 @@ async function backUpSet(
   result: BackupResult,
   startedAt: Date,
 ): Promise<void> {
-  const sql = await connect(options.target);
+  const sql = await connect(options.target, options.signal);
   const files: AtomicFile[] = [];
   // Ends the exports' own connections when the run fails or is stopped.
   const readers = new AbortController();

@@ -103,7 +103,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
   const stop = () => session?.close();
   options.signal?.addEventListener("abort", stop);
   try {
-    session = await openLoadSession(options.target);
+    session = await openLoadSession(options.target, options.signal);
     if (!await session.tryLock()) {
       throw new BackupError(
         "BACKUP_IN_PROGRESS",
