@@ -119,7 +119,7 @@ export const GUARANTEES: Guarantee[] = [
   {
     name: "no password in logs, answers or files",
     tests: [
-      { file: "tests/redaction_test.ts" },
+      { file: "src/util/log_test.ts" },
       { file: "tests/connection_security_test.ts", filter: "echoes back" },
     ],
     brk: {
@@ -135,7 +135,7 @@ export const GUARANTEES: Guarantee[] = [
   },
   {
     name: "no connection string's password in logs, even one never registered",
-    tests: [{ file: "tests/redaction_test.ts" }],
+    tests: [{ file: "src/util/log_test.ts" }],
     brk: {
       file: "src/util/log.ts",
       what: "the connection-string pattern removed from redact()",

@@ -43,7 +43,7 @@ function post(server: RunningServer, body: string, headers: HeadersInit = {}): P
   });
 }
 
-/** Asserts the CONTRACT's error envelope and returns its `data`. */
+/** Asserts the API's error envelope and returns its `data`. */
 function assertError(answer: Answer, status: number, type: string): Record<string, unknown> {
   assert.equal(answer.status, status, answer.text);
   assert.equal(answer.contentType, "application/json; charset=utf-8");
@@ -57,7 +57,7 @@ function assertError(answer: Answer, status: number, type: string): Record<strin
   return data;
 }
 
-/** Asserts the CONTRACT's success envelope with every documented field. */
+/** Asserts the API's success envelope with every documented field. */
 function assertSuccess(answer: Answer): Record<string, unknown> {
   assert.equal(answer.status, 200, answer.text);
   assert.equal(answer.contentType, "application/json; charset=utf-8");

@@ -45,7 +45,7 @@ export interface Config {
   idleTimeoutSeconds: number;
 }
 
-/** The CONTRACT's defaults. */
+/** The original API's defaults. */
 export const DEFAULT_CONFIG: Config = {
   dataDir: "data_pipeline/training_data",
   tables: ["langchain_pg_collection", "langchain_pg_embedding"],

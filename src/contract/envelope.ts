@@ -1,5 +1,5 @@
 /**
- * The answer shape of the original project's `common/result.py`, used by the
+ * The answer shape of the original API (see docs/api.md), used by the
  * HTTP door and by `--json` on the CLI, so both print the same thing.
  *
  * @module

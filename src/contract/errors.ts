@@ -1,13 +1,13 @@
 /**
  * Every failure the user can see, as one error class that carries the
- * CONTRACT's `error_type`, the HTTP status, the CLI exit code and whether a
+ * API's `error_type`, the HTTP status, the CLI exit code and whether a
  * retry can help; plus the mapping from PostgreSQL, network and file-system
  * errors to it.
  *
  * @module
  */
 
-/** The CONTRACT's `error_type` values, plus those of the HTTP door. */
+/** The original API's `error_type` values, plus those of the HTTP door. */
 export type ErrorType =
   | "INVALID_PARAMS"
   | "UNAUTHORIZED"

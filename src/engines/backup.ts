@@ -96,7 +96,7 @@ export interface TruncateResult {
   duration: number;
 }
 
-/** The CONTRACT's result object, plus the manifest and engine. */
+/** The fields of the original API's backup answer, plus the manifest and engine. */
 export interface BackupResult {
   backup_performed: boolean;
   truncate_performed: boolean;
@@ -118,7 +118,7 @@ export interface BackupResult {
 const STAMP_ATTEMPTS = 3600;
 
 /**
- * Runs one backup (and truncate, when asked) and returns the CONTRACT's
+ * Runs one backup (and truncate, when asked) and returns the API's
  * result. Throws `BackupError` when the set could not be made; then no file
  * of the set is left and nothing was truncated.
  */

@@ -1,6 +1,6 @@
 /**
  * A backup request as both doors receive it: strict validation of the
- * CONTRACT's four fields, the choice of database and folder, then the run.
+ * original API's four fields, the choice of database and folder, then the run.
  * The HTTP body and the CLI flags become the same `BackupRequest`, so the
  * two doors cannot drift apart.
  *
@@ -20,7 +20,7 @@ import {
 } from "../database/connection_string.ts";
 import { type Logger, registerServerSecret } from "../util/log.ts";
 
-/** The CONTRACT's request, validated. */
+/** The API's backup request, validated. */
 export interface BackupRequest {
   taskId: string | undefined;
   dbConnection: Connection | undefined;
@@ -56,7 +56,7 @@ export function checkTaskId(value: unknown): string {
 
 /**
  * Checks a parsed JSON body. `null` or `{}` mean all defaults; anything
- * else that is not exactly the CONTRACT's fields with their types is refused
+ * else that is not exactly the API's fields with their types is refused
  * with a sentence naming the field.
  */
 export function parseBackupRequest(body: unknown): BackupRequest {

@@ -1,5 +1,5 @@
 /**
- * How numbers and times look in answers and file names: the CONTRACT's
+ * How numbers and times look in answers and file names: the API's
  * `file_size` text, ISO 8601 timestamps with the local UTC offset, and the
  * `YYYYMMDD_HHMMSS` stamp of backup file names.
  *
@@ -67,7 +67,7 @@ export function fileTimestamp(date: Date, format: string): string {
   return format.replace(/%[YmdHMS]/g, (field) => FIELDS[field](date));
 }
 
-/** Seconds with millisecond precision, as in the CONTRACT's `duration`. */
+/** Seconds with millisecond precision, as in the API's `duration` fields. */
 export function seconds(
   fromMs: number,
   toMs: number = performance.now(),

@@ -282,7 +282,7 @@ export function postBackup(base: string, body: Record<string, unknown>): Promise
   });
 }
 
-/** Asserts the CONTRACT's envelope: JSON, `code` equal to the status, the fixed keys. */
+/** Asserts the API's envelope: JSON, `code` equal to the status, the fixed keys. */
 export function assertEnvelope(answer: Answer): Record<string, unknown> {
   assert.equal(answer.contentType, "application/json; charset=utf-8", answer.text.slice(0, 300));
   assert.ok(answer.body, `not JSON: ${answer.text.slice(0, 300)}`);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PythonLiteralError, pythonLiteralToJson } from "../src/formats/python_literal.ts";
+import { PythonLiteralError, pythonLiteralToJson } from "./python_literal.ts";
 
 /** Inputs are written as Python source: String.raw keeps their backslashes. */
 const py = String.raw;

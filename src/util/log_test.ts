@@ -4,11 +4,11 @@
  */
 
 import assert from "node:assert/strict";
-import { databaseConnection, parseBackupRequest } from "../src/requests/backup_request.ts";
-import { DEFAULT_CONFIG } from "../src/contract/config.ts";
-import { BackupError } from "../src/contract/errors.ts";
-import { jsonLogger, redact, redactionStateSize } from "../src/util/log.ts";
-import { parseRestoreRequest } from "../src/requests/restore_request.ts";
+import { databaseConnection, parseBackupRequest } from "../requests/backup_request.ts";
+import { DEFAULT_CONFIG } from "../contract/config.ts";
+import { BackupError } from "../contract/errors.ts";
+import { jsonLogger, redact, redactionStateSize } from "./log.ts";
+import { parseRestoreRequest } from "../requests/restore_request.ts";
 
 Deno.test("redact masks the password place of any connection string", () => {
   assert.equal(

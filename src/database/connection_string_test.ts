@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { isLoopback, parseConnectionString } from "../src/database/connection_string.ts";
-import { BackupError } from "../src/contract/errors.ts";
+import { isLoopback, parseConnectionString } from "./connection_string.ts";
+import { BackupError } from "../contract/errors.ts";
 
 const parse = (text: string, source: "request" | "server" = "request") =>
   parseConnectionString(text, "db_connection", source);
