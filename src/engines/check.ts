@@ -14,7 +14,7 @@ import { databaseConnection } from "../requests/backup_request.ts";
 import type { Config } from "../contract/config.ts";
 import { connect, type Sql } from "../database/database.ts";
 import { classifyError } from "../contract/errors.ts";
-import { resolveBackupFolder } from "../storage/folders.ts";
+import { resolveBackupFolder } from "../storage/local/folders.ts";
 
 /** One table as the check sees it. */
 export interface TableCheck {
