@@ -17,14 +17,8 @@
  */
 
 import { createHash } from "node:crypto";
-import {
-  type BackupSet,
-  findSet,
-  manifestMismatch,
-  openCsv,
-  type SetNaming,
-  verifySet,
-} from "../storage/backup_sets.ts";
+import type { BackupSet, SetNaming } from "../storage/backup_sets.ts";
+import { SetReader } from "../storage/set_reader.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import { csvHeader, csvParseStream, csvRows, type TextRow } from "../formats/csv.ts";
 import { type DatabaseTarget, type LoadSession, openLoadSession } from "../database/database.ts";
@@ -92,8 +86,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     duration: 0,
     timestamp: isoTimestamp(new Date()),
   };
-  const storage = options.storage;
-  const set = await findSet(storage, options.stamp, options.naming);
+  const reader = await SetReader.open(options.storage, options.stamp, options.naming);
+  const set = reader.set;
   result.legacy_set = set.manifest === null;
   const files = chooseFiles(set, options);
 
@@ -112,7 +106,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     }
     const plans = [];
     for (const file of files) {
-      plans.push({ file, columns: await checkColumns(session, storage, set, file.table) });
+      plans.push({ file, columns: await checkColumns(session, reader, file.table) });
     }
     if (options.truncateBeforeRestore) {
       await emptyTargets(session, set, files.map((f) => f.table));
@@ -123,7 +117,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       options.signal?.throwIfAborted();
       // Only a manifest has a SHA-256 to compare with; legacy files are not hashed.
       const hash = set.manifest ? createHash("sha256") : undefined;
-      const source = await openCsv(storage, file, hash);
+      const source = await reader.csv(file, hash);
       const csv = set.manifest
         ? source
         : source.pipeThrough(convertLegacyMetadata(file.name, result.warnings));
@@ -133,11 +127,11 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       } catch (error) {
         // A file that does not load may have been damaged on disk; that is
         // the cause to report, not the line where COPY stumbled on it.
-        if (!options.signal?.aborted) await checkFile(storage, set, file.name);
+        if (!options.signal?.aborted) refuseIfDamaged(file.name, await reader.recheck(file.name));
         throw error;
       }
       if (hash) {
-        refuseIfDamaged(file.name, manifestMismatch(set, file.name, hash.digest("hex"), rows));
+        refuseIfDamaged(file.name, reader.mismatch(file.name, hash.digest("hex"), rows));
       }
       result.tables_restored[file.table] = {
         success: true,
@@ -218,15 +212,6 @@ async function emptyTargets(
   }
 }
 
-/** Re-reads one file and refuses the restore when it differs from the manifest. */
-async function checkFile(storage: BackupStorage, set: BackupSet, name: string): Promise<void> {
-  const [check] = await verifySet(storage, {
-    ...set,
-    files: set.files.filter((f) => f.name === name),
-  });
-  refuseIfDamaged(name, check.problem);
-}
-
 function refuseIfDamaged(name: string, problem: string | undefined): void {
   if (problem === undefined) return;
   throw new BackupError(
@@ -242,10 +227,10 @@ function refuseIfDamaged(name: string, problem: string | undefined): void {
  */
 async function checkColumns(
   session: LoadSession,
-  storage: BackupStorage,
-  set: BackupSet,
+  reader: SetReader,
   table: string,
 ): Promise<string[]> {
+  const set = reader.set;
   const target = await session.columns(table);
   if (!target) {
     throw new BackupError(
@@ -256,7 +241,7 @@ async function checkColumns(
   }
   const entry = set.manifest?.tables.find((t) => t.table === table);
   if (!entry) {
-    const header = await readHeader(storage, set, table);
+    const header = await readHeader(reader, table);
     const missing = header.filter((name) => !target.some((c) => c.name === name));
     if (missing.length > 0) {
       throw new BackupError(
@@ -281,13 +266,9 @@ async function checkColumns(
 }
 
 /** The column names in the first line of a legacy file. */
-async function readHeader(
-  storage: BackupStorage,
-  set: BackupSet,
-  table: string,
-): Promise<string[]> {
-  const file = set.files.find((f) => f.table === table)!;
-  const reader = (await openCsv(storage, file))
+async function readHeader(set: SetReader, table: string): Promise<string[]> {
+  const file = set.set.files.find((f) => f.table === table)!;
+  const reader = (await set.csv(file))
     .pipeThrough(csvParseStream(1))
     .getReader();
   const { value } = await reader.read();

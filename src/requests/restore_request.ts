@@ -137,11 +137,15 @@ export async function executeRestore(
   config: Config,
   hooks: RunHooks,
 ): Promise<RestoreResult> {
-  return await runRestore({
-    ...await prepareRestore(request, config),
-    logger: hooks.logger,
-    signal: hooks.signal,
-  });
+  return await runPreparedRestore(await prepareRestore(request, config), hooks);
+}
+
+/** Runs a prepared restore (the HTTP door prepares before it answers 202). */
+export function runPreparedRestore(
+  prepared: PreparedRestore,
+  hooks: RunHooks,
+): Promise<RestoreResult> {
+  return runRestore({ ...prepared, logger: hooks.logger, signal: hooks.signal });
 }
 
 /** Which folders a listing covers. */

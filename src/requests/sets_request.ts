@@ -17,6 +17,8 @@ import {
   type SetFile,
 } from "../storage/backup_sets.ts";
 import { GLOBAL_SCOPE, isStamp, manifestName } from "../storage/set_names.ts";
+
+export { GLOBAL_SCOPE } from "../storage/set_names.ts";
 import { storageForReading, taskScopeNames } from "../storage/open.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import { type Config, setNaming } from "../contract/config.ts";

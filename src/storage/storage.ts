@@ -102,6 +102,13 @@ export interface BackupStorage {
   remove(name: string): Promise<void>;
 
   /**
+   * Proves that a file can be written here and removed again (for `check`),
+   * and tells the free space when the storage has such a limit (null: it
+   * has none, or does not say).
+   */
+  probe(): Promise<{ freeBytes: number | null }>;
+
+  /**
    * Appends one section to the backup log in one write, so concurrent runs
    * do not interleave; the log is never rewritten.
    */

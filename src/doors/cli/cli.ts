@@ -14,8 +14,7 @@ import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
 import { formatFileSize } from "../../util/format.ts";
 import { verifyBackups } from "../../requests/verify.ts";
-import { deleteBackupSet, listBackups } from "../../requests/sets_request.ts";
-import { GLOBAL_SCOPE } from "../../storage/set_names.ts";
+import { deleteBackupSet, GLOBAL_SCOPE, listBackups } from "../../requests/sets_request.ts";
 import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import {

@@ -22,11 +22,11 @@ import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./guard.
 import { listen, type Listening } from "./listener.ts";
 import { JobRegistry } from "./jobs.ts";
 import { OPENAPI } from "./openapi.ts";
-import { runRestore } from "../../engines/restore.ts";
 import {
   parseListQuery,
   parseRestoreRequest,
   prepareRestore,
+  runPreparedRestore,
 } from "../../requests/restore_request.ts";
 import {
   deleteBackupSet,
@@ -236,7 +236,7 @@ async function handleRestore(request: Request, context: ServerContext): Promise<
     async (_onProgress, signal) =>
       successEnvelope(
         "Vector表恢复完成",
-        await runRestore({ ...prepared, logger: context.logger, signal }),
+        await runPreparedRestore(prepared, { logger: context.logger, signal }),
       ),
   );
 }

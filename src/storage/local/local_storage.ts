@@ -10,6 +10,7 @@
  * @module
  */
 
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { BACKUP_LOG_NAME, PENDING_SUFFIX } from "../set_names.ts";
 import type { BackupStorage, StorageFile, StoredEntry } from "../storage.ts";
@@ -76,6 +77,16 @@ export class LocalStorage implements BackupStorage {
 
   remove(name: string): Promise<void> {
     return this.#folder.remove(name);
+  }
+
+  async probe(): Promise<{ freeBytes: number | null }> {
+    const probe = await AtomicFile.create(
+      this.#folder,
+      `.pgvector-backup-check-${crypto.randomUUID()}`,
+    );
+    await probe.discard();
+    const fs = await statfs(this.location);
+    return { freeBytes: Number(fs.bavail) * Number(fs.bsize) };
   }
 
   appendLog(bytes: Uint8Array): Promise<void> {
