@@ -3,9 +3,11 @@
  *
  * One run: take the advisory lock of the database, open a REPEATABLE READ
  * transaction, lock the truncate tables against writers before the snapshot
- * is taken, export that snapshot, stream each table into an atomic file, make
- * the set durable (files, manifest, folder), and only then truncate and
+ * is taken, export that snapshot, stream each table into a storage file
+ * (`backup_export.ts`), commit the set (files, then the manifest, then the
+ * storage synced: `storage/set_writer.ts`), and only then truncate and
  * commit. Any failure before the commit rolls back and removes the set.
+ * The run's vocabulary (options, result, progress) is `backup_types.ts`.
  *
  * @module
  */

@@ -12,6 +12,10 @@
  * manifest object the set's commit marker, a HEAD of it the durable
  * read-back of `sync`.
  *
+ * Adding a backend: implement this interface in `src/storage/<name>/`,
+ * choose it from the settings in `open.ts`, and run `storage_contract.ts`
+ * against it in a test beside it. Nothing above this folder changes.
+ *
  * @module
  */
 
