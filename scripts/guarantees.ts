@@ -38,7 +38,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "each file is fsynced before it gets its final name",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "sync order" }],
     brk: {
-      file: "src/storage/atomic_file.ts",
+      file: "src/storage/local/atomic_file.ts",
       what: "file.sync() removed before the rename",
       edits: [{
         find: "    await file.sync();\n    file.close();\n",
@@ -50,10 +50,10 @@ export const GUARANTEES: Guarantee[] = [
     name: "the folder is fsynced before the truncate",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "sync order" }],
     brk: {
-      file: "src/engines/backup.ts",
-      what: "syncDirectory() removed after the manifest's rename",
+      file: "src/storage/set_writer.ts",
+      what: "the storage's sync() removed after the manifest's commit",
       edits: [{
-        find: "      await syncDirectory(options.directory);\n",
+        find: "    await this.#storage.sync();\n",
         replace: "",
       }],
     },
@@ -67,15 +67,11 @@ export const GUARANTEES: Guarantee[] = [
         "the manifest written, committed and its folder synced after the truncating transaction commits",
       edits: [
         {
-          find: "      await manifestFile.write(encodeManifest(manifest));\n" +
-            "      await manifestFile.commit();\n" +
-            "      await syncDirectory(options.directory);\n" +
-            "      result.manifest_file = manifestFile.name;\n",
+          find: "      const committed = await set.commit(encodeManifest(manifest));\n" +
+            "      result.manifest_file = committed.name;\n",
           replace: "      writeManifest = async () => {\n" +
-            "        await manifestFile.write(encodeManifest(manifest));\n" +
-            "        await manifestFile.commit();\n" +
-            "        await syncDirectory(options.directory);\n" +
-            "        result.manifest_file = manifestFile.name;\n" +
+            "        const committed = await set!.commit(encodeManifest(manifest));\n" +
+            "        result.manifest_file = committed.name;\n" +
             "      };\n",
         },
         {
@@ -108,7 +104,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "the backup log is appended to, never rewritten",
     tests: [{ file: "tests/filesystem_security_test.ts", filter: "two runs" }],
     brk: {
-      file: "src/storage/safe_fs.ts",
+      file: "src/storage/local/safe_fs.ts",
       what: "vector_backup_log.txt opened with truncate instead of append",
       edits: [{
         find: "  const flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK;\n",
@@ -161,7 +157,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "no file is visible under its final name before it is complete",
     tests: [{ file: "tests/durability_trace_test.ts", filter: "final name" }],
     brk: {
-      file: "src/storage/atomic_file.ts",
+      file: "src/storage/local/atomic_file.ts",
       what: "data written straight to the final file name, no .tmp",
       edits: [
         {

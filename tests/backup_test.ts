@@ -1,3 +1,4 @@
+import { LocalStorage } from "../src/storage/local/local_storage.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ function options(
 ): BackupOptions {
   return {
     target: serverTarget(url),
-    directory,
+    storage: LocalStorage.at(directory),
     tables: DEFAULT_CONFIG.tables,
     truncateTables: DEFAULT_CONFIG.truncateTables,
     backup: true,

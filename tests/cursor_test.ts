@@ -8,6 +8,7 @@
  * @module
  */
 
+import { LocalStorage } from "../src/storage/local/local_storage.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runBackup } from "../src/engines/backup.ts";
@@ -126,7 +127,7 @@ Deno.test("backup --engine cursor succeeds on tables that end at, before and aft
       await withTempDir(async (dir) => {
         const result = await runBackup({
           target: serverTarget(db.url),
-          directory: dir,
+          storage: LocalStorage.at(dir),
           tables,
           truncateTables: [],
           backup: true,

@@ -9,16 +9,17 @@
  * @module
  */
 
+import { LocalStorage } from "../src/storage/local/local_storage.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runBackup } from "../src/engines/backup.ts";
-import { appendBackupLog, BACKUP_LOG_NAME } from "../src/storage/backup_log.ts";
+import { appendBackupLog, BACKUP_LOG_NAME } from "../src/engines/backup_log.ts";
 import { executeBackup } from "../src/requests/backup_request.ts";
 import { DEFAULT_CONFIG } from "../src/contract/config.ts";
 import { serverTarget } from "../src/database/database.ts";
 import { silentLogger } from "../src/util/log.ts";
-import { listBackups } from "../src/requests/restore_request.ts";
+import { listBackups } from "../src/requests/sets_request.ts";
 import {
   APP_FLAGS,
   freshDatabase,
@@ -34,7 +35,7 @@ const FIXTURE = { layout: "langchain_postgres", rows: 12, dimensions: 4 } as con
 function backUp(db: TestDatabase, directory: string, taskId?: string) {
   return runBackup({
     target: serverTarget(db.url),
-    directory,
+    storage: LocalStorage.at(directory),
     tables: DEFAULT_CONFIG.tables,
     truncateTables: DEFAULT_CONFIG.truncateTables,
     backup: true,
@@ -103,7 +104,7 @@ Deno.test("a link planted as vector_backup_log.txt: the file it leads to is unch
 
 Deno.test("control characters in logged text cannot forge log lines or escape sequences", async () => {
   await withTempDir(async (dir) => {
-    await appendBackupLog(dir, {
+    await appendBackupLog(LocalStorage.at(dir), {
       taskId: "t",
       error: {
         type: "DATABASE_ERROR",

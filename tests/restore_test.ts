@@ -1,3 +1,4 @@
+import { LocalStorage } from "../src/storage/local/local_storage.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Engine, runBackup } from "../src/engines/backup.ts";
@@ -37,7 +38,7 @@ function keys(layout: Layout): Record<string, string> {
 async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gzip = false) {
   return await runBackup({
     target: serverTarget(db.url),
-    directory: dir,
+    storage: LocalStorage.at(dir),
     tables: TABLES,
     truncateTables: DEFAULT_CONFIG.truncateTables,
     backup: true,
@@ -54,7 +55,7 @@ async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gz
 function restore(db: TestDatabase, dir: string, stamp: string, truncate = true) {
   return runRestore({
     target: serverTarget(db.url),
-    directory: dir,
+    storage: LocalStorage.at(dir),
     stamp,
     tables: undefined,
     truncateBeforeRestore: truncate,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Engine } from "../engines/backup.ts";
+import type { Engine } from "../engines/backup_types.ts";
 import { normalizeHost } from "../database/connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "../util/format.ts";

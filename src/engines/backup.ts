@@ -3,22 +3,20 @@
  *
  * One run: take the advisory lock of the database, open a REPEATABLE READ
  * transaction, lock the truncate tables against writers before the snapshot
- * is taken, export that snapshot, stream each table into an atomic file, make
- * the set durable (files, manifest, folder), and only then truncate and
+ * is taken, export that snapshot, stream each table into a storage file
+ * (`backup_export.ts`), commit the set (files, then the manifest, then the
+ * storage synced: `storage/set_writer.ts`), and only then truncate and
  * commit. Any failure before the commit rolls back and removes the set.
+ * The run's vocabulary (options, result, progress) is `backup_types.ts`.
  *
  * @module
  */
 
-import { join } from "node:path";
-import { AtomicFile, exists, type FileFacts, syncDirectory } from "../storage/atomic_file.ts";
-import { appendBackupLog } from "../storage/backup_log.ts";
-import { CsvRecordCounter, csvStringifyStream } from "../formats/csv.ts";
+import { appendBackupLog } from "./backup_log.ts";
+import { exportTable } from "./backup_export.ts";
+import type { BackupOptions, BackupResult, TableCatalog, TruncateResult } from "./backup_types.ts";
 import {
   connect,
-  copyOut,
-  cursorOut,
-  type DatabaseTarget,
   EXCLUSIVE_LOCK_SQL,
   NO_TIMEOUTS,
   type RowFilter,
@@ -26,96 +24,24 @@ import {
   type TransactionSql,
 } from "../database/database.ts";
 import { BackupError, classifyError } from "../contract/errors.ts";
-import { fileTimestamp, formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
-import { gzipStream } from "../formats/gzip.ts";
-import type { Logger } from "../util/log.ts";
+import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import {
   type ColumnInfo,
   encodeManifest,
   type Manifest,
-  manifestName,
   type ManifestTable,
 } from "../formats/manifest.ts";
+import { SetWriter } from "../storage/set_writer.ts";
+import type { FileFacts } from "../storage/storage.ts";
 
-/** How rows leave the database: PostgreSQL's COPY, or a cursor for poolers that block COPY. */
-export type Engine = "copy" | "cursor";
-
-/** Progress of one table: at each milestone, live in between, and at its end. */
-export interface TableProgress {
-  table: string;
-  rows: number;
-  bytes: number;
-  /** `pg_class.reltuples`, or null when the table was never analyzed. */
-  estimatedRows: number | null;
-  elapsed: number;
-  rowsPerSecond: number;
-  /** Every `progressInterval` rows, and at the end: worth a log line. */
-  milestone: boolean;
-  done: boolean;
-}
-
-/** Everything one backup run needs; the doors build it from a request. */
-export interface BackupOptions {
-  target: DatabaseTarget;
-  /** The absolute backup folder; it exists. */
-  directory: string;
-  tables: readonly string[];
-  truncateTables: readonly string[];
-  backup: boolean;
-  truncate: boolean;
-  engine: Engine;
-  batchSize: number;
-  progressInterval: number;
-  timestampFormat: string;
-  gzip: boolean;
-  taskId?: string;
-  /** Back up only these LangChain collections (and their embeddings). */
-  collections?: readonly string[];
-  logger: Logger;
-  onProgress?: (progress: TableProgress) => void;
-  /** Aborting it stops the run; it then cleans up like any failure. */
-  signal?: AbortSignal;
-}
-
-/** One table's entry in `tables_backed_up`. */
-export interface TableResult {
-  success: true;
-  row_count: number;
-  file_size: string;
-  backup_file: string;
-  bytes: number;
-  sha256: string;
-  duration: number;
-}
-
-/** One table's entry in `truncate_results`. */
-export interface TruncateResult {
-  success: true;
-  rows_before: number;
-  rows_after: number;
-  duration: number;
-}
-
-/** The fields of the original API's backup answer, plus the manifest and engine. */
-export interface BackupResult {
-  backup_performed: boolean;
-  truncate_performed: boolean;
-  backup_directory: string;
-  tables_backed_up: Record<string, TableResult>;
-  truncate_results: Record<string, TruncateResult>;
-  errors: string[];
-  duration: number;
-  timestamp: string;
-  engine: Engine;
-  manifest_file: string | null;
-  /** Stamps of older sets removed by `keep_last`. */
-  retention_deleted: string[];
-  /** The collections backed up, when the backup was limited to some. */
-  collection_names: string[] | null;
-}
-
-/** How many later seconds to try when a set name is already taken. */
-const STAMP_ATTEMPTS = 3600;
+export type {
+  BackupOptions,
+  BackupResult,
+  Engine,
+  TableProgress,
+  TableResult,
+  TruncateResult,
+} from "./backup_types.ts";
 
 /**
  * Runs one backup (and truncate, when asked) and returns the API's
@@ -129,7 +55,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   const result: BackupResult = {
     backup_performed: false,
     truncate_performed: false,
-    backup_directory: options.directory,
+    backup_directory: options.storage.location,
     tables_backed_up: {},
     truncate_results: {},
     errors: [],
@@ -163,7 +89,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   result.duration = seconds(started);
 
   try {
-    await appendBackupLog(options.directory, {
+    await appendBackupLog(options.storage, {
       taskId: options.taskId,
       result: failure ? undefined : result,
       error: failure && { type: failure.type, message: failure.message },
@@ -198,7 +124,7 @@ async function backUpSet(
   startedAt: Date,
 ): Promise<void> {
   const sql = await connect(options.target, options.signal);
-  const files: AtomicFile[] = [];
+  let set: SetWriter | undefined;
   // Ends the exports' own connections when the run fails or is stopped.
   const readers = new AbortController();
   // A stop request must also end waits inside the database (a lock held by
@@ -243,13 +169,10 @@ async function backUpSet(
         catalog.push(await describeTable(tx, table, options, scope?.filters.get(table)));
       }
 
-      const { stamp, manifestFile } = await reserveStamp(options, startedAt);
-      files.push(manifestFile);
+      set = await SetWriter.claim(options.storage, options, options.gzip, startedAt);
       const entries: ManifestTable[] = [];
       for (const { table, columns, estimatedRows, fetchRows, filter } of catalog) {
-        const name = `${table}_${stamp}.csv${options.gzip ? ".gz" : ""}`;
-        const file = await AtomicFile.create(options.directory, name);
-        files.push(file);
+        const file = await set.createFile(table);
         const tableStarted = performance.now();
         const rows = await exportTable(options, snapshot.id, readers.signal, {
           table,
@@ -280,7 +203,7 @@ async function backUpSet(
 
       const manifest: Manifest = {
         format: "pgvector-backup/1",
-        timestamp: stamp,
+        timestamp: set.stamp,
         created_at: isoTimestamp(startedAt),
         snapshot_time: isoTimestamp(snapshot.taken_at),
         engine: options.engine,
@@ -295,10 +218,9 @@ async function backUpSet(
         truncated: options.truncate ? [...options.truncateTables] : [],
         scope: scope && { collection_names: scope.names, collection_ids: scope.uuids },
       };
-      await manifestFile.write(encodeManifest(manifest));
-      await manifestFile.commit();
-      await syncDirectory(options.directory);
-      result.manifest_file = manifestFile.name;
+      // The manifest last, as the commit marker; then the set is durable.
+      const committed = await set.commit(encodeManifest(manifest));
+      result.manifest_file = committed.name;
 
       // The set is durable; only now may rows leave the tables.
       if (options.truncate) {
@@ -315,7 +237,7 @@ async function backUpSet(
     });
   } catch (error) {
     readers.abort();
-    for (const file of files) await file.discard();
+    await set?.discard();
     result.tables_backed_up = {};
     result.truncate_results = {};
     result.truncate_performed = false;
@@ -367,16 +289,6 @@ async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> 
       );
     }
   }
-}
-
-/** One table to export, as the catalog describes it. */
-interface TableCatalog {
-  table: string;
-  columns: ColumnInfo[];
-  estimatedRows: number | null;
-  /** Rows per cursor fetch: `batchSize`, fewer for wide rows. */
-  fetchRows: number;
-  filter: RowFilter | undefined;
 }
 
 /**
@@ -473,198 +385,6 @@ async function resolveScope(tx: TransactionSql, options: BackupOptions): Promise
       [embeddingTable, { column: "collection_id", uuids }],
     ]),
   };
-}
-
-/**
- * Finds the first stamp from `startedAt` on whose names are all free, and
- * claims it by creating the manifest's `.tmp`. The claim is released only by
- * committing the manifest, after the CSV files exist, so a second run that
- * claims the same stamp afterwards always sees them and moves on.
- */
-async function reserveStamp(
-  options: BackupOptions,
-  startedAt: Date,
-): Promise<{ stamp: string; manifestFile: AtomicFile }> {
-  for (let i = 0; i < STAMP_ATTEMPTS; i++) {
-    const stamp = fileTimestamp(
-      new Date(startedAt.getTime() + i * 1000),
-      options.timestampFormat,
-    );
-    let manifestFile: AtomicFile;
-    try {
-      manifestFile = await AtomicFile.create(
-        options.directory,
-        manifestName(stamp),
-      );
-    } catch (error) {
-      if (error instanceof Deno.errors.AlreadyExists) continue;
-      throw error;
-    }
-    let taken = false;
-    for (const table of options.tables) {
-      const base = join(options.directory, `${table}_${stamp}.csv`);
-      if (await exists(base) || await exists(`${base}.gz`)) taken = true;
-    }
-    if (!taken) return { stamp, manifestFile };
-    await manifestFile.discard();
-  }
-  throw new BackupError(
-    "STORAGE_ERROR",
-    `No free backup file name in the ${STAMP_ATTEMPTS} seconds after ${
-      isoTimestamp(startedAt)
-    }; clean up the backup folder.`,
-  );
-}
-
-/** Streams one table into its file and returns the number of rows written. */
-async function exportTable(
-  options: BackupOptions,
-  snapshotId: string,
-  readers: AbortSignal,
-  { table, columns, estimatedRows, fetchRows, filter }: TableCatalog,
-  file: AtomicFile,
-): Promise<number> {
-  const meter = new ProgressMeter(options, table, estimatedRows);
-  const sink: CsvSink = options.gzip ? gzipInto(file) : file;
-  // The COPY engine's rows arrive one small message each, so each goes to
-  // the file in a plain call: a chain of web streams per row took a tenth
-  // of an export's CPU time. The cursor engine's batches are large enough
-  // for streams.
-  try {
-    if (options.engine === "copy") {
-      const records = new CsvRecordCounter();
-      let lastByte = -1;
-      await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
-        options.signal?.throwIfAborted();
-        records.push(chunk);
-        if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
-        meter.update(Math.max(0, records.records - 1), chunk.length);
-        return sink.write(chunk);
-      });
-      // A stream cut short mid-row must never pass for a complete export.
-      if (records.records === 0 || lastByte !== 0x0a) {
-        throw new BackupError(
-          "SERVICE_UNAVAILABLE",
-          `The export of ${table} ended in the middle of a row; the connection was lost. Retry the backup.`,
-          true,
-        );
-      }
-    } else {
-      let rows = 0;
-      const names = columns.map((column) => column.name);
-      const csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter, readers)
-        .pipeThrough(csvStringifyStream(names, (n) => rows += n));
-      for await (const chunk of csv) {
-        options.signal?.throwIfAborted();
-        meter.update(rows, chunk.length);
-        await sink.write(chunk);
-      }
-    }
-    await sink.close?.();
-  } catch (error) {
-    // Nothing may reach the file once the caller starts removing it.
-    await sink.abort?.(error);
-    throw error;
-  }
-  meter.finish();
-  return meter.rows;
-}
-
-/** Where a table's CSV bytes go: its file, or gzip on the way to it. */
-interface CsvSink {
-  /** Takes a chunk; a returned promise must settle before the next. */
-  write(chunk: Uint8Array): Promise<void> | void;
-  /** Sends what is still buffered on; the file itself is committed by the caller. */
-  close?(): Promise<void>;
-  /** Stops, after which nothing more reaches the file. */
-  abort?(reason: unknown): Promise<void>;
-}
-
-/** A sink that compresses into `file` with gzip. */
-function gzipInto(file: AtomicFile): CsvSink {
-  const gzip = gzipStream();
-  const compressed = gzip.readable.pipeTo(file.writable());
-  // A failed file write also fails the next `write`; this only keeps the
-  // rejection from going unhandled meanwhile.
-  compressed.catch(() => {});
-  const writer = gzip.writable.getWriter();
-  return {
-    write: (chunk) => writer.write(chunk),
-    async close() {
-      await writer.close();
-      await compressed;
-    },
-    async abort(reason) {
-      await writer.abort(reason).catch(() => {});
-      await compressed.catch(() => {});
-    },
-  };
-}
-
-/** Live progress reaches `onProgress` at most this often, between milestones too. */
-const LIVE_PROGRESS_MS = 200;
-
-/**
- * Counts a table's rows and bytes. Every `progressInterval` rows is a
- * milestone: logged, and printed as a line by the CLI. In between, live
- * updates (for the progress bar and job status) come at most every 200 ms.
- */
-class ProgressMeter {
-  rows = 0;
-  #bytes = 0;
-  #nextMilestone: number;
-  readonly #started = performance.now();
-  #lastReport = this.#started;
-
-  constructor(
-    private readonly options: BackupOptions,
-    private readonly table: string,
-    private readonly estimatedRows: number | null,
-  ) {
-    this.#nextMilestone = options.progressInterval;
-  }
-
-  update(rows: number, bytes: number): void {
-    this.rows = rows;
-    this.#bytes += bytes;
-    if (rows >= this.#nextMilestone) {
-      while (this.#nextMilestone <= rows) {
-        this.#nextMilestone += this.options.progressInterval;
-      }
-      this.#report(true, false);
-    } else if (performance.now() - this.#lastReport >= LIVE_PROGRESS_MS) {
-      this.#report(false, false);
-    }
-  }
-
-  finish(): void {
-    this.#report(true, true);
-  }
-
-  #report(milestone: boolean, done: boolean): void {
-    this.#lastReport = performance.now();
-    const elapsed = seconds(this.#started);
-    const progress: TableProgress = {
-      table: this.table,
-      rows: this.rows,
-      bytes: this.#bytes,
-      estimatedRows: this.estimatedRows,
-      elapsed,
-      rowsPerSecond: elapsed > 0 ? Math.round(this.rows / elapsed) : this.rows,
-      milestone,
-      done,
-    };
-    if (milestone && !done) {
-      this.options.logger.info("progress", {
-        task_id: this.options.taskId ?? null,
-        table: this.table,
-        rows: this.rows,
-        mb: Math.round(this.#bytes / 1048576 * 10) / 10,
-        rows_per_s: progress.rowsPerSecond,
-      });
-    }
-    this.options.onProgress?.(progress);
-  }
 }
 
 function tableEntry(

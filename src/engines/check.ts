@@ -8,13 +8,11 @@
  * @module
  */
 
-import { statfs } from "node:fs/promises";
-import { join } from "node:path";
 import { databaseConnection } from "../requests/backup_request.ts";
 import type { Config } from "../contract/config.ts";
 import { connect, type Sql } from "../database/database.ts";
 import { classifyError } from "../contract/errors.ts";
-import { resolveBackupFolder } from "../storage/folders.ts";
+import { storageForBackup } from "../storage/open.ts";
 
 /** One table as the check sees it. */
 export interface TableCheck {
@@ -155,15 +153,12 @@ function detectLayout(columns: string[], uniqueName: boolean): TableCheck["layou
 
 async function checkFolder(config: Config, report: CheckReport): Promise<void> {
   try {
-    const directory = await resolveBackupFolder(config.dataDir, undefined, config.folderName);
-    report.backup_directory = directory;
-    const probe = join(directory, `.pgvector-backup-check-${crypto.randomUUID()}`);
-    await Deno.writeTextFile(probe, "check", { createNew: true });
-    await Deno.remove(probe);
+    const storage = await storageForBackup(config, undefined);
+    report.backup_directory = storage.location;
+    const { freeBytes } = await storage.probe();
     report.writable = true;
-    const fs = await statfs(directory);
-    report.free_bytes = Number(fs.bavail) * Number(fs.bsize);
-    if (report.free_bytes < report.estimated_backup_bytes) {
+    report.free_bytes = freeBytes;
+    if (freeBytes !== null && freeBytes < report.estimated_backup_bytes) {
       report.problems.push(
         `the backup needs about ${report.estimated_backup_bytes} bytes, ${report.free_bytes} are free`,
       );

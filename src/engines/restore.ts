@@ -16,22 +16,14 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
-import {
-  type BackupSet,
-  findSet,
-  hashedStream,
-  manifestMismatch,
-  openSetFile,
-  type SetFile,
-  type SetNaming,
-  verifySet,
-} from "../storage/backup_sets.ts";
+import { createHash } from "node:crypto";
+import type { BackupSet, SetNaming } from "../storage/backup_sets.ts";
+import { SetReader } from "../storage/set_reader.ts";
+import type { BackupStorage } from "../storage/storage.ts";
 import { csvHeader, csvParseStream, csvRows, type TextRow } from "../formats/csv.ts";
 import { type DatabaseTarget, type LoadSession, openLoadSession } from "../database/database.ts";
 import { BackupError, classifyError } from "../contract/errors.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
-import { gunzipStream } from "../formats/gzip.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
@@ -39,8 +31,8 @@ import { pythonLiteralToJson } from "../formats/python_literal.ts";
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {
   target: DatabaseTarget;
-  /** The backup folder holding the set. */
-  directory: string;
+  /** Where the set is (its `location` is the answer's `backup_directory`). */
+  storage: BackupStorage;
   stamp: string;
   /** Which tables to restore; all of the set when undefined. */
   tables: readonly string[] | undefined;
@@ -85,7 +77,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
   const result: RestoreResult = {
     restore_performed: false,
     truncate_performed: false,
-    backup_directory: options.directory,
+    backup_directory: options.storage.location,
     backup_timestamp: options.stamp,
     legacy_set: false,
     tables_restored: {},
@@ -94,7 +86,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     duration: 0,
     timestamp: isoTimestamp(new Date()),
   };
-  const set = await findSet(options.directory, options.stamp, options.naming);
+  const reader = await SetReader.open(options.storage, options.stamp, options.naming);
+  const set = reader.set;
   result.legacy_set = set.manifest === null;
   const files = chooseFiles(set, options);
 
@@ -113,7 +106,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     }
     const plans = [];
     for (const file of files) {
-      plans.push({ file, columns: await checkColumns(session, set, file.table) });
+      plans.push({ file, columns: await checkColumns(session, reader, file.table) });
     }
     if (options.truncateBeforeRestore) {
       await emptyTargets(session, set, files.map((f) => f.table));
@@ -124,7 +117,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       options.signal?.throwIfAborted();
       // Only a manifest has a SHA-256 to compare with; legacy files are not hashed.
       const hash = set.manifest ? createHash("sha256") : undefined;
-      const source = await openCsv(set, file, hash);
+      const source = await reader.csv(file, hash);
       const csv = set.manifest
         ? source
         : source.pipeThrough(convertLegacyMetadata(file.name, result.warnings));
@@ -134,11 +127,11 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       } catch (error) {
         // A file that does not load may have been damaged on disk; that is
         // the cause to report, not the line where COPY stumbled on it.
-        if (!options.signal?.aborted) await checkFile(set, file.name);
+        if (!options.signal?.aborted) refuseIfDamaged(file.name, await reader.recheck(file.name));
         throw error;
       }
       if (hash) {
-        refuseIfDamaged(file.name, manifestMismatch(set, file.name, hash.digest("hex"), rows));
+        refuseIfDamaged(file.name, reader.mismatch(file.name, hash.digest("hex"), rows));
       }
       result.tables_restored[file.table] = {
         success: true,
@@ -219,12 +212,6 @@ async function emptyTargets(
   }
 }
 
-/** Re-reads one file and refuses the restore when it differs from the manifest. */
-async function checkFile(set: BackupSet, name: string): Promise<void> {
-  const [check] = await verifySet({ ...set, files: set.files.filter((f) => f.name === name) });
-  refuseIfDamaged(name, check.problem);
-}
-
 function refuseIfDamaged(name: string, problem: string | undefined): void {
   if (problem === undefined) return;
   throw new BackupError(
@@ -240,9 +227,10 @@ function refuseIfDamaged(name: string, problem: string | undefined): void {
  */
 async function checkColumns(
   session: LoadSession,
-  set: BackupSet,
+  reader: SetReader,
   table: string,
 ): Promise<string[]> {
+  const set = reader.set;
   const target = await session.columns(table);
   if (!target) {
     throw new BackupError(
@@ -253,7 +241,7 @@ async function checkColumns(
   }
   const entry = set.manifest?.tables.find((t) => t.table === table);
   if (!entry) {
-    const header = await readHeader(set, table);
+    const header = await readHeader(reader, table);
     const missing = header.filter((name) => !target.some((c) => c.name === name));
     if (missing.length > 0) {
       throw new BackupError(
@@ -278,9 +266,9 @@ async function checkColumns(
 }
 
 /** The column names in the first line of a legacy file. */
-async function readHeader(set: BackupSet, table: string): Promise<string[]> {
-  const file = set.files.find((f) => f.table === table)!;
-  const reader = (await openCsv(set, file))
+async function readHeader(set: SetReader, table: string): Promise<string[]> {
+  const file = set.set.files.find((f) => f.table === table)!;
+  const reader = (await set.csv(file))
     .pipeThrough(csvParseStream(1))
     .getReader();
   const { value } = await reader.read();
@@ -288,20 +276,6 @@ async function readHeader(set: BackupSet, table: string): Promise<string[]> {
   const decoder = new TextDecoder();
   const header: TextRow = value?.[0] ?? [];
   return header.map((field) => decoder.decode(field ?? new Uint8Array()));
-}
-
-/**
- * A listed file's CSV, unzipped when it is gzip; `hash`, when given, hears
- * the bytes as stored. The file must still be the one listed.
- */
-async function openCsv(
-  set: BackupSet,
-  listed: SetFile,
-  hash?: Hash,
-): Promise<ReadableStream<Uint8Array>> {
-  const file = await openSetFile(set, listed);
-  const stored = hash ? file.readable.pipeThrough(hashedStream(hash)) : file.readable;
-  return listed.gzip ? stored.pipeThrough(gunzipStream()) : stored;
 }
 
 /**

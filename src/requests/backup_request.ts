@@ -11,7 +11,9 @@ import { type BackupResult, runBackup, type TableProgress } from "../engines/bac
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
 import { applyRetention } from "../storage/backup_sets.ts";
-import { resolveBackupFolder } from "../storage/folders.ts";
+import { storageForBackup } from "../storage/open.ts";
+import { parseSetFileName } from "../storage/set_names.ts";
+import type { BackupStorage } from "../storage/storage.ts";
 import {
   type Connection,
   isLoopback,
@@ -198,7 +200,7 @@ export interface PreparedBackup {
   request: BackupRequest;
   config: Config;
   connection: Connection | undefined;
-  directory: string;
+  storage: BackupStorage;
 }
 
 /**
@@ -212,18 +214,18 @@ export async function prepareBackup(
   config: Config,
 ): Promise<PreparedBackup> {
   const connection = databaseConnection(request, config);
-  const directory = await resolveBackupFolder(config.dataDir, request.taskId, config.folderName);
-  return { request, config, connection, directory };
+  const storage = await storageForBackup(config, request.taskId);
+  return { request, config, connection, storage };
 }
 
 /** Runs a prepared backup, then applies `keep_last`. */
 export async function runPreparedBackup(
-  { request, config, connection, directory }: PreparedBackup,
+  { request, config, connection, storage }: PreparedBackup,
   hooks: RunHooks,
 ): Promise<BackupResult> {
   const result = await runBackup({
     target: { connection, connectTimeoutSeconds: config.connectTimeoutSeconds },
-    directory,
+    storage,
     tables: config.tables,
     truncateTables: config.truncateTables,
     backup: request.backup,
@@ -242,9 +244,11 @@ export async function runPreparedBackup(
   if (config.keepLast !== undefined && result.backup_performed) {
     try {
       // The set just written is never deleted, whatever the clock did.
-      const written = result.manifest_file?.replace(/^manifest_(.*)\.json$/, "$1");
+      const written = result.manifest_file === null
+        ? undefined
+        : parseSetFileName(result.manifest_file, config.timestampFormat)?.stamp;
       result.retention_deleted = await applyRetention(
-        directory,
+        storage,
         config.keepLast,
         setNaming(config),
         written,

@@ -8,19 +8,17 @@
 
 import type { BackupResult, Engine } from "../../engines/backup.ts";
 import { checkTaskId, executeBackup, parseBackupRequest } from "../../requests/backup_request.ts";
-import { listFolder, verifySet } from "../../storage/backup_sets.ts";
-import { loadConfig, setNaming } from "../../contract/config.ts";
+import { loadConfig } from "../../contract/config.ts";
 import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
 import { formatFileSize } from "../../util/format.ts";
-import { locateBackupFolder } from "../../storage/folders.ts";
+import { verifyBackups } from "../../requests/verify.ts";
+import { deleteBackupSet, GLOBAL_SCOPE, listBackups } from "../../requests/sets_request.ts";
 import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import {
-  deleteBackupSet,
   executeRestore,
-  listBackups,
   parseListQuery,
   parseRestoreRequest,
 } from "../../requests/restore_request.ts";
@@ -321,40 +319,7 @@ export async function verifyCommand(
 ): Promise<number> {
   try {
     const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
-    if (flags.taskId !== undefined && flags.path !== undefined) {
-      throw new BackupError("INVALID_PARAMS", "Give --task-id or --path, not both.");
-    }
-    // The same rule as every other door: a task id names one folder, never a path.
-    if (flags.taskId !== undefined) checkTaskId(flags.taskId);
-    // A folder named on the command line is trusted; its real path is what
-    // the listing's checks compare with.
-    const directory = flags.path !== undefined
-      ? await Deno.realPath(flags.path)
-      : await locateBackupFolder(config.dataDir, { taskId: flags.taskId }, config.folderName);
-    const { sets } = await listFolder(directory, setNaming(config));
-    const chosen = flags.timestamp === undefined
-      ? sets
-      : sets.filter((s) => s.stamp === flags.timestamp);
-    if (chosen.length === 0) {
-      throw new BackupError(
-        "RESOURCE_NOT_FOUND",
-        `No backup set${flags.timestamp ? ` ${flags.timestamp}` : ""} in ${directory}.`,
-      );
-    }
-    const report = [];
-    let allOk = true;
-    for (const set of chosen) {
-      const files = set.complete ? await verifySet(set) : [];
-      const ok = set.complete && files.every((f) => f.ok);
-      allOk &&= ok;
-      report.push({
-        timestamp: set.stamp,
-        ok,
-        legacy: set.manifest === null,
-        problems: set.problems,
-        files,
-      });
-    }
+    const { directory, ok: allOk, sets: report } = await verifyBackups(flags, config);
     if (flags.json) {
       io.stdout(
         JSON.stringify(successEnvelope("校验完成", { directory, ok: allOk, sets: report })) + "\n",
@@ -411,7 +376,7 @@ export async function deleteCommand(
     if (flags.timestamp === undefined) {
       throw new BackupError("INVALID_PARAMS", "--timestamp is required.");
     }
-    const deleted = await deleteBackupSet(flags.taskId ?? "_global", flags.timestamp, config);
+    const deleted = await deleteBackupSet(flags.taskId ?? GLOBAL_SCOPE, flags.timestamp, config);
     io.stdout(
       flags.json
         ? JSON.stringify(successEnvelope("备份已删除", deleted)) + "\n"

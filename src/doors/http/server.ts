@@ -22,15 +22,17 @@ import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./guard.
 import { listen, type Listening } from "./listener.ts";
 import { JobRegistry } from "./jobs.ts";
 import { OPENAPI } from "./openapi.ts";
-import { runRestore } from "../../engines/restore.ts";
+import {
+  parseListQuery,
+  parseRestoreRequest,
+  prepareRestore,
+  runPreparedRestore,
+} from "../../requests/restore_request.ts";
 import {
   deleteBackupSet,
   listBackups,
   openSetFileForDownload,
-  parseListQuery,
-  parseRestoreRequest,
-  prepareRestore,
-} from "../../requests/restore_request.ts";
+} from "../../requests/sets_request.ts";
 import type { Logger } from "../../util/log.ts";
 
 /** Request bodies above this size are refused unread. */
@@ -234,7 +236,7 @@ async function handleRestore(request: Request, context: ServerContext): Promise<
     async (_onProgress, signal) =>
       successEnvelope(
         "Vector表恢复完成",
-        await runRestore({ ...prepared, logger: context.logger, signal }),
+        await runPreparedRestore(prepared, { logger: context.logger, signal }),
       ),
   );
 }
@@ -281,16 +283,15 @@ async function handleDownload(
 ): Promise<Response> {
   const file = params.file ?? "";
   const opened = await openSetFileForDownload(params.scope ?? "", file, context.config);
-  const { size } = await opened.stat();
   const type = file.endsWith(".gz")
     ? "application/gzip"
     : file.endsWith(".json")
     ? "application/json"
     : "text/csv; charset=utf-8";
-  return new Response(opened.readable, {
+  return new Response(opened.body, {
     headers: {
       "content-type": type,
-      "content-length": String(size),
+      "content-length": String(opened.bytes),
       "content-disposition": `attachment; filename="${file}"`,
     },
   });

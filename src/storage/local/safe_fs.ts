@@ -21,7 +21,7 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { BackupError } from "../contract/errors.ts";
+import { BackupError } from "../../contract/errors.ts";
 
 const {
   O_RDONLY,

@@ -10,7 +10,7 @@
  */
 
 import { join, relative, resolve, sep } from "node:path";
-import { BackupError } from "../contract/errors.ts";
+import { BackupError } from "../../contract/errors.ts";
 import { Folder, makeFolder, makeFolders } from "./safe_fs.ts";
 
 /**
@@ -128,4 +128,25 @@ export async function locateBackupFolder(
 export function isInside(base: string, path: string): boolean {
   const rel = relative(base, path);
   return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) && resolve(base, rel) === path;
+}
+
+/**
+ * The folders directly under the data folder, except the global backup
+ * folder: candidates for task folders. None when the data folder is missing.
+ */
+export async function taskFolderNames(dataDir: string, folderName: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dataDir)) {
+      if (entry.isDirectory && entry.name !== folderName) names.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return names;
+}
+
+/** The real path of a folder named by an operator (links followed). */
+export function realFolderPath(path: string): Promise<string> {
+  return Deno.realPath(path);
 }

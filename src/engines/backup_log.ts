@@ -1,19 +1,19 @@
 /**
  * `vector_backup_log.txt`: the human log in each backup folder, one section
- * appended per run, never rewritten. It is opened without following a link
- * and must be a regular file inside the backup folder; every line is freed of
- * control characters, so text from outside (a database's error message) can
- * neither forge lines nor reach a terminal as escape sequences.
+ * appended per run, never rewritten (the storage appends it: on disk it is
+ * opened without following a link and must be a regular file inside the
+ * backup folder). Every line is freed of control characters, so text from
+ * outside (a database's error message) can neither forge lines nor reach a
+ * terminal as escape sequences.
  *
  * @module
  */
 
-import type { BackupResult } from "../engines/backup.ts";
+import type { BackupResult } from "./backup_types.ts";
+import type { BackupStorage } from "../storage/storage.ts";
 import { redact } from "../util/log.ts";
-import { appendFile, Folder } from "./safe_fs.ts";
 
-/** The log's file name inside the backup folder. */
-export const BACKUP_LOG_NAME = "vector_backup_log.txt";
+export { BACKUP_LOG_NAME } from "../storage/set_names.ts";
 
 /** What one run did, for its section. */
 export interface LogSection {
@@ -72,12 +72,7 @@ export function oneLine(text: string): string {
   );
 }
 
-/**
- * Appends one section in a single write, so concurrent runs do not
- * interleave lines. `dir` is the backup folder's real path.
- */
-export function appendBackupLog(dir: string, section: LogSection): Promise<void> {
-  return Promise.resolve().then(() =>
-    appendFile(Folder.at(dir), BACKUP_LOG_NAME, new TextEncoder().encode(redact(render(section))))
-  );
+/** Appends one section in a single write, so concurrent runs do not interleave lines. */
+export function appendBackupLog(storage: BackupStorage, section: LogSection): Promise<void> {
+  return storage.appendLog(new TextEncoder().encode(redact(render(section))));
 }

@@ -11,6 +11,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
+import type { FileFacts, StorageFile } from "../storage.ts";
 import { createFile, type FileIdentity, Folder } from "./safe_fs.ts";
 
 /** Writes are coalesced into chunks of this size: fewer, larger syscalls. */
@@ -23,15 +24,8 @@ const WRITE_CHUNK = 4 * 1024 * 1024;
  */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
-/** What a finished file holds, as recorded in the manifest. */
-export interface FileFacts {
-  name: string;
-  bytes: number;
-  sha256: string;
-}
-
 /** One backup file on its way from `.tmp` to its final name. */
-export class AtomicFile {
+export class AtomicFile implements StorageFile {
   readonly name: string;
   readonly path: string;
   readonly tmpPath: string;
@@ -57,14 +51,12 @@ export class AtomicFile {
   }
 
   /**
-   * Creates `<dir>/<name>.tmp` (mode 0640); fails with
+   * Creates `<folder>/<name>.tmp` (mode 0640); fails with
    * `Deno.errors.AlreadyExists` when that `.tmp` or the final file is
-   * already there, so two writers never share a file. `dir` is the real
-   * path of the backup folder, checked by the caller; a folder that is no
-   * longer there is refused.
+   * already there, so two writers never share a file. A folder that is no
+   * longer the one recorded is refused.
    */
-  static async create(dir: string, name: string): Promise<AtomicFile> {
-    const folder = Folder.at(dir);
+  static async create(folder: Folder, name: string): Promise<AtomicFile> {
     if (await exists(folder.entry(name))) {
       throw new Deno.errors.AlreadyExists(`${name} already exists`);
     }
@@ -206,14 +198,6 @@ export async function writeAll(
   }
 }
 
-/**
- * Makes renames inside `dir` durable: they live in the directory's own data.
- * `dir` is a real path; a folder no longer there is refused.
- */
-export async function syncDirectory(dir: string): Promise<void> {
-  await Folder.at(dir).sync();
-}
-
 /** Whether anything (file, folder or dangling link) has this path. */
 export async function exists(path: string): Promise<boolean> {
   try {
@@ -222,14 +206,5 @@ export async function exists(path: string): Promise<boolean> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  }
-}
-
-/** Removes a file, and is content when it is already gone. */
-export async function removeIfPresent(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
 }

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { BackupError } from "../contract/errors.ts";
+import { BackupError } from "../../contract/errors.ts";
 import { isInside, locateBackupFolder, resolveBackupFolder } from "./folders.ts";
 
 async function withDataDir(fn: (dataDir: string, outside: string) => Promise<void>) {

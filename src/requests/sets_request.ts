@@ -1,0 +1,225 @@
+/**
+ * Requests about the sets that exist, as both doors receive them: list
+ * the sets under the data folder, open one file of a set for download,
+ * delete a set. Everything goes through the storage seam
+ * (`storage/storage.ts`); every folder stays inside the data folder.
+ *
+ * @module
+ */
+
+import { TASK_ID } from "./backup_request.ts";
+import type { ListRequest } from "./restore_request.ts";
+import {
+  type BackupSet,
+  deleteSet,
+  listFolder,
+  newestFirst,
+  type SetFile,
+} from "../storage/backup_sets.ts";
+import { GLOBAL_SCOPE, isStamp, manifestName } from "../storage/set_names.ts";
+
+export { GLOBAL_SCOPE } from "../storage/set_names.ts";
+import { storageForReading, taskScopeNames } from "../storage/open.ts";
+import type { BackupStorage } from "../storage/storage.ts";
+import { type Config, setNaming } from "../contract/config.ts";
+import { BackupError } from "../contract/errors.ts";
+import { formatFileSize } from "../util/format.ts";
+
+/** One set in a listing. */
+export interface ListedSet {
+  task_id: string | null;
+  backup_directory: string;
+  timestamp: string;
+  complete: boolean;
+  legacy: boolean;
+  sizes_match: boolean | null;
+  has_log: boolean;
+  files: { table: string; file: string; bytes: number; file_size: string; rows: number | null }[];
+  manifest_file: string | null;
+  total_bytes: number;
+  problems: string[];
+}
+
+/** The listing's answer. */
+export interface Listing {
+  data_directory: string;
+  backup_sets: ListedSet[];
+  total_sets: number;
+  leftovers: { task_id: string | null; backup_directory: string; file: string }[];
+}
+
+/** Every set under the data folder (global and per task), newest first. */
+export async function listBackups(request: ListRequest, config: Config): Promise<Listing> {
+  const scopes: { taskId: string | null; storage: BackupStorage }[] = [];
+  const add = async (taskId: string | null) => {
+    try {
+      scopes.push({
+        taskId,
+        storage: await storageForReading(config, { taskId: taskId ?? undefined }),
+      });
+    } catch (error) {
+      if (!(error instanceof BackupError && error.type === "RESOURCE_NOT_FOUND")) throw error;
+    }
+  };
+  if (request.taskId !== undefined) {
+    await add(request.taskId);
+  } else {
+    await add(null);
+    if (!request.globalOnly) {
+      for (const name of await taskScopeNames(config)) {
+        if (TASK_ID.test(name)) await add(name);
+      }
+    }
+  }
+  const listing: Listing = {
+    data_directory: config.dataDir,
+    backup_sets: [],
+    total_sets: 0,
+    leftovers: [],
+  };
+  const sets: { set: BackupSet; taskId: string | null; hasLog: boolean }[] = [];
+  for (const { taskId, storage } of scopes) {
+    let folder;
+    try {
+      folder = await listFolder(storage, setNaming(config));
+    } catch (error) {
+      // Removed (or swapped for a link) while the listing ran: nothing of it to list.
+      if (
+        error instanceof Deno.errors.NotFound ||
+        (error instanceof BackupError && error.type === "FORBIDDEN")
+      ) continue;
+      throw error;
+    }
+    for (const set of folder.sets) sets.push({ set, taskId, hasLog: folder.hasLog });
+    for (const file of folder.leftovers) {
+      listing.leftovers.push({ task_id: taskId, backup_directory: storage.location, file });
+    }
+  }
+  sets.sort((a, b) => newestFirst(a.set, b.set));
+  listing.backup_sets = sets.map(({ set, taskId, hasLog }) => describe(set, taskId, hasLog));
+  listing.total_sets = listing.backup_sets.length;
+  return listing;
+}
+
+function describe(set: BackupSet, taskId: string | null, hasLog: boolean): ListedSet {
+  const files = set.files.map((f) => ({
+    table: f.table,
+    file: f.name,
+    bytes: f.bytes,
+    file_size: formatFileSize(f.bytes),
+    rows: set.manifest?.tables.find((t) => t.file === f.name)?.row_count ?? null,
+  }));
+  return {
+    task_id: taskId,
+    backup_directory: set.directory,
+    timestamp: set.stamp,
+    complete: set.complete,
+    legacy: set.complete && set.manifest === null,
+    sizes_match: set.sizesMatch,
+    has_log: hasLog,
+    files,
+    manifest_file: set.manifest ? manifestName(set.stamp) : null,
+    total_bytes: files.reduce((sum, f) => sum + f.bytes, 0),
+    problems: set.problems,
+  };
+}
+
+/**
+ * The storage a URL names by task id or `_global`; anything that does not
+ * lead to one (bad id, missing folder, a link outside) is `notFound()`.
+ */
+async function scopeStorage(
+  scope: string,
+  config: Config,
+  notFound: () => BackupError,
+): Promise<BackupStorage> {
+  if (scope !== GLOBAL_SCOPE && !TASK_ID.test(scope)) throw notFound();
+  return await storageForReading(config, {
+    taskId: scope === GLOBAL_SCOPE ? undefined : scope,
+  }).catch(() => {
+    throw notFound();
+  });
+}
+
+/** One stored file, opened for download. */
+export interface Download {
+  body: ReadableStream<Uint8Array>;
+  bytes: number;
+}
+
+/**
+ * One file of a complete, listed set, opened for download: `scope` is a
+ * task id or `_global`. What is opened must still be the file the listing
+ * saw (see `BackupStorage.open`). Anything else is `RESOURCE_NOT_FOUND`.
+ */
+export async function openSetFileForDownload(
+  scope: string,
+  file: string,
+  config: Config,
+): Promise<Download> {
+  const notFound = () =>
+    new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
+  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
+  const storage = await scopeStorage(scope, config, notFound);
+  const { sets } = await listFolder(storage, setNaming(config)).catch(() => {
+    throw notFound();
+  });
+  for (const set of sets) {
+    if (!set.complete) continue;
+    const listed: SetFile | undefined = set.files.find((f) => f.name === file) ??
+      (set.manifestFile && manifestName(set.stamp) === file
+        ? { ...set.manifestFile, table: "", gzip: false }
+        : undefined);
+    if (listed) {
+      const body = await storage.open(listed).catch(() => {
+        throw notFound();
+      });
+      return { body, bytes: listed.bytes };
+    }
+  }
+  throw notFound();
+}
+
+/** What a deletion removed. */
+export interface Deletion {
+  backup_directory: string;
+  timestamp: string;
+  deleted_files: string[];
+}
+
+/**
+ * Deletes one complete set; `scope` is a task id or `_global`. A set whose
+ * manifest is still pending may be being written and is never touched.
+ */
+export async function deleteBackupSet(
+  scope: string,
+  timestamp: string,
+  config: Config,
+): Promise<Deletion> {
+  const notFound = () =>
+    new BackupError(
+      "RESOURCE_NOT_FOUND",
+      `No backup set ${timestamp.slice(0, 64)} in ${scope.slice(0, 130)}.`,
+    );
+  if (!isStamp(timestamp, config.timestampFormat)) throw notFound();
+  const storage = await scopeStorage(scope, config, notFound);
+  const { sets } = await listFolder(storage, setNaming(config));
+  const set = sets.find((s) => s.stamp === timestamp);
+  if (!set) throw notFound();
+  if (set.beingWritten) {
+    throw new BackupError(
+      "BACKUP_IN_PROGRESS",
+      `Backup set ${timestamp} is being written (or its run was killed: then remove its .tmp files by hand); it was not deleted.`,
+      true,
+    );
+  }
+  await deleteSet(storage, set);
+  return {
+    backup_directory: storage.location,
+    timestamp,
+    deleted_files: [
+      ...set.files.map((f) => f.name),
+      ...(set.manifest ? [manifestName(timestamp)] : []),
+    ],
+  };
+}

@@ -1,0 +1,54 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import {
+  dataFileName,
+  isStamp,
+  manifestName,
+  parseSetFileName,
+  stampAt,
+  stampTime,
+} from "./set_names.ts";
+
+const FORMAT = "%Y%m%d_%H%M%S";
+
+Deno.test("set names: a data file's name is built and read back", () => {
+  const name = dataFileName("public.langchain_pg_embedding", "20250721_234914", true);
+  assertEquals(name, "public.langchain_pg_embedding_20250721_234914.csv.gz");
+  assertEquals(parseSetFileName(name, FORMAT), {
+    kind: "data",
+    table: "public.langchain_pg_embedding",
+    stamp: "20250721_234914",
+    gzip: true,
+  });
+  assertEquals(parseSetFileName("t_20250721_234914.csv", FORMAT), {
+    kind: "data",
+    table: "t",
+    stamp: "20250721_234914",
+    gzip: false,
+  });
+});
+
+Deno.test("set names: manifests and claims are told apart; other names are no set's", () => {
+  assertEquals(manifestName("20250721_234914"), "manifest_20250721_234914.json");
+  assertEquals(parseSetFileName("manifest_20250721_234914.json", FORMAT), {
+    kind: "manifest",
+    stamp: "20250721_234914",
+  });
+  assertEquals(parseSetFileName("manifest_20250721_234914.json.tmp", FORMAT), {
+    kind: "claim",
+    stamp: "20250721_234914",
+  });
+  for (const name of ["vector_backup_log.txt", "t_2025.csv", "t_20250721_234914.csv.tmp", "x"]) {
+    assertEquals(parseSetFileName(name, FORMAT), null, name);
+  }
+});
+
+Deno.test("set names: stamps follow the configured format, and read back as local time", () => {
+  const date = new Date(2025, 6, 21, 23, 49, 14);
+  assertEquals(stampAt(date, FORMAT), "20250721_234914");
+  assertEquals(stampAt(date, "%Y-%m-%d-%H%M%S"), "2025-07-21-234914");
+  assertEquals(isStamp("20250721_234914", FORMAT), true);
+  assertEquals(isStamp("20250721_23491", FORMAT), false);
+  assertEquals(isStamp("../20250721_234914", FORMAT), false);
+  assertEquals(isStamp("2025-07-21-234914", "%Y-%m-%d-%H%M%S"), true);
+  assertEquals(stampTime("20250721_234914", FORMAT), date.getTime());
+});
