@@ -35,6 +35,7 @@ import { gunzipStream } from "../formats/gzip.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
+import { scopeColumn } from "../langchain/tables.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {
@@ -135,6 +136,9 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
         // A file that does not load may have been damaged on disk; that is
         // the cause to report, not the line where COPY stumbled on it.
         if (!options.signal?.aborted) await checkFile(set, file.name);
+        if (isDuplicateKey(error)) {
+          throw duplicateRows(error, options.stamp, file.table, files.map((f) => f.table));
+        }
         throw error;
       }
       if (hash) {
@@ -214,9 +218,48 @@ async function emptyTargets(
     return;
   }
   for (const table of [...tables].reverse()) {
-    const column = table.endsWith("langchain_pg_collection") ? "uuid" : "collection_id";
+    const column = scopeColumn(table);
+    if (column === null) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        `Backup set ${set.stamp} is limited to some collections, and ${table} has no rows of a collection to replace; restore the collection tables only (--table / tables).`,
+      );
+    }
     await session.deleteRows(table, { column, uuids: scope.collection_ids });
   }
+}
+
+/** A unique violation: the target already holds rows the set brings back. */
+function isDuplicateKey(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "code" in error &&
+    error.code === "23505";
+}
+
+/**
+ * The refusal of a restore into a table that still holds the set's rows,
+ * the usual case after `backup --truncate` (which empties only the
+ * embeddings): it names the options that replace the rows, as each door
+ * spells them, and, when the duplicate is a collection, loading the other
+ * tables only.
+ */
+function duplicateRows(
+  error: unknown,
+  stamp: string,
+  table: string,
+  tables: string[],
+): BackupError {
+  const cause = classifyError(error, `restoring backup set ${stamp}`).message;
+  const others = tables.filter((t) => t !== table);
+  const only = scopeColumn(table) === "uuid" && others.length > 0
+    ? `, or load only ${others.join(", ")} with ${others.map((t) => `--table ${t}`).join(" ")} (${
+      JSON.stringify({ tables: others }).slice(1, -1).replace(":", ": ")
+    })`
+    : "";
+  return new BackupError(
+    "DATABASE_ERROR",
+    `${cause} ${table} already holds rows of this set; to replace them, restore with --truncate-before-restore ("truncate_before_restore": true)${only}. Nothing was restored.`,
+    false,
+  );
 }
 
 /** Re-reads one file and refuses the restore when it differs from the manifest. */
