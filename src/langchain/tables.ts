@@ -15,12 +15,6 @@ export const COLLECTION_TABLE = "langchain_pg_collection";
 /** The table of documents and their vectors, each tied to a collection. */
 export const EMBEDDING_TABLE = "langchain_pg_embedding";
 
-/** The tables a backup covers by default, collections first (the foreign key's order). */
-export const DEFAULT_TABLES: readonly string[] = [COLLECTION_TABLE, EMBEDDING_TABLE];
-
-/** The tables a backup with truncate empties by default: only the embeddings. */
-export const DEFAULT_TRUNCATE_TABLES: readonly string[] = [EMBEDDING_TABLE];
-
 /**
  * The column the Python libraries keep metadata in; legacy sets hold Python
  * dict reprs there, which a restore converts to JSON.
