@@ -35,7 +35,7 @@ import { gunzipStream } from "../formats/gzip.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
-import { scopeColumn } from "../langchain/tables.ts";
+import { METADATA_COLUMN, scopeColumn } from "../langchain/tables.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {
@@ -74,9 +74,6 @@ export interface RestoreResult {
   duration: number;
   timestamp: string;
 }
-
-/** The column LangChain keeps its metadata in; legacy sets hold Python reprs there. */
-const METADATA_COLUMN = "cmetadata";
 
 /**
  * Restores one set. Throws `BackupError`; then nothing in the target changed.
