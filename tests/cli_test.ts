@@ -214,3 +214,71 @@ Deno.test("serve, backup, compile and the Dockerfile run with the same flags, wh
   assert.equal(config.permissions.app.run, undefined, "the program never runs other programs");
   assert.equal(config.permissions.app.ffi, undefined, "nor loads native code");
 });
+
+Deno.test("restore, list, verify and preflight are tasks with the shipped flags, and run without Deno's permission warning", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const flagsIn = (command: string) =>
+    command.split(/\s+/).filter((w) => /^(-P=|--v8-flags=)/.test(w));
+  const commands = { restore: "restore", list: "list", verify: "verify", preflight: "check" };
+  for (const [task, command] of Object.entries(commands)) {
+    assert.deepEqual(flagsIn(config.tasks[task]), APP_FLAGS, task);
+    assert.ok(config.tasks[task].endsWith(`main.ts ${command}`), task);
+  }
+  // `check` stays the lint task.
+  assert.match(config.tasks.check, /^deno fmt --check/);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "list", "--help"],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.match(stdout, /pgvector-backup list \[options\]/);
+  assert.match(stdout, /--global-only/);
+  assert.doesNotMatch(stderr, /experimental/i);
+});
+
+Deno.test("every command's --help lists each of its options, and --collection reaches check", async () => {
+  const expected: Record<string, string[]> = {
+    serve: [
+      "--host HOST",
+      "--port PORT",
+      "--token TOKEN",
+      "--allowed-host NAME",
+      "--allow-db-host HOST",
+      "--shutdown-grace S",
+    ],
+    backup: [
+      "--task-id ID",
+      "--truncate",
+      "--no-backup",
+      "--engine copy|cursor",
+      "--gzip",
+      "--collection NAME",
+      "--keep N",
+      "--json",
+      "--quiet",
+    ],
+    restore: ["--timestamp STAMP", "--path DIR", "--table NAME", "--truncate-before-restore"],
+    list: ["--task-id ID", "--global-only"],
+    verify: ["--path DIR", "--timestamp STAMP"],
+    delete: ["--global", "--timestamp STAMP"],
+    check: ["--db URL", "--collection NAME", "--data-dir DIR", "--config FILE", "--json"],
+    health: ["--url URL"],
+  };
+  for (const [command, options] of Object.entries(expected)) {
+    const help = await runMain([command, "--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    for (const option of options) {
+      assert.ok(help.stdout.includes(`  ${option} `), `${command} ${option}`);
+    }
+  }
+  const port = await runMain(["serve", "--port", "70000"]);
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /--port must be a whole number from 0 to 65535/);
+  const keep = await runMain(["backup", "--keep", "0"]);
+  assert.equal(keep.code, 2);
+  assert.match(keep.stderr, /--keep must be a whole number from 1 to 100000/);
+});

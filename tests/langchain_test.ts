@@ -176,3 +176,23 @@ Deno.test("LangChain's PGVectorStore finds the same documents, metadata and scor
     await db.drop();
   }
 });
+
+Deno.test("check tells the tables PGVectorStore creates by their own layout, langchain_js", async () => {
+  const db = await freshDatabase();
+  try {
+    const store = await openStore(db.url, COLLECTIONS[0]);
+    await store.addDocuments([new Document({ pageContent: TEXTS[0], metadata: metadata(0) })]);
+    await store.end();
+    await withTempDir(async (dataDir) => {
+      const check = await runMain(["check", "--db", db.url, "--data-dir", dataDir, "--json"]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      const report = JSON.parse(check.stdout).data;
+      assert.deepEqual(
+        report.tables.map((t: { table: string; layout: string }) => [t.table, t.layout]),
+        [["langchain_pg_collection", "langchain_js"], ["langchain_pg_embedding", "langchain_js"]],
+      );
+    });
+  } finally {
+    await db.drop();
+  }
+});

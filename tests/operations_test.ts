@@ -241,3 +241,60 @@ Deno.test("check passes for a capable role and names a missing TRUNCATE privileg
     await admin.end();
   }
 });
+
+Deno.test("check asks for the privilege the run needs: DELETE for a collection scope, TRUNCATE for whole tables", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 6, dimensions: 4 });
+  const roles = [
+    `truncater_${crypto.randomUUID().slice(0, 8)}`,
+    `deleter_${crypto.randomUUID().slice(0, 8)}`,
+  ];
+  try {
+    await withTempDir(async (dataDir) => {
+      const as = async (role: string, privilege: string) => {
+        await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+        await db.sql.unsafe(
+          `GRANT SELECT, ${privilege} ON langchain_pg_collection, langchain_pg_embedding TO ${role}`,
+        );
+        const url = new URL(db.url);
+        url.username = role;
+        url.password = `pw-${role}`;
+        return ["--db", url.href, "--data-dir", dataDir];
+      };
+      const scope = ["--collection", COLLECTIONS[0]];
+
+      // TRUNCATE but no DELETE: fine for whole tables, not for a collection.
+      const truncater = await as(roles[0], "TRUNCATE");
+      const whole = await runMain(["check", ...truncater]);
+      assert.equal(whole.code, 0, whole.stdout + whole.stderr);
+      const scoped = await runMain(["check", ...truncater, ...scope]);
+      assert.equal(scoped.code, 1, scoped.stdout + scoped.stderr);
+      assert.match(scoped.stdout, /no DELETE privilege on langchain_pg_embedding/);
+      assert.match(scoped.stdout, /NOT OK/);
+      // ...and the run it warned about does fail, before writing anything.
+      const run = await runMain(["backup", ...truncater, ...scope, "--truncate", "--quiet"]);
+      assert.equal(run.code, 5, run.stderr);
+      assert.match(run.stderr, /lacks the DELETE privilege on langchain_pg_embedding/);
+
+      // DELETE but no TRUNCATE: the other way round.
+      const deleter = await as(roles[1], "DELETE");
+      const json = await runMain(["check", ...deleter, ...scope, "--json"]);
+      assert.equal(json.code, 0, json.stdout + json.stderr);
+      assert.equal(JSON.parse(json.stdout).data.ok, true);
+      const deleted = await runMain(["backup", ...deleter, ...scope, "--truncate", "--quiet"]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      const denied = await runMain(["check", ...deleter]);
+      assert.equal(denied.code, 1);
+      assert.match(denied.stdout, /no TRUNCATE privilege on langchain_pg_embedding/);
+
+      // A collection the database lacks is a problem too, as the run would fail on it.
+      const unknown = await runMain(["check", ...deleter, "--collection", "no such collection"]);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stdout, /no collection named "no such collection"/);
+    });
+  } finally {
+    await db.drop();
+    const admin = testClient(serverUrl());
+    for (const role of roles) await admin.unsafe(`DROP ROLE IF EXISTS ${role}`);
+    await admin.end();
+  }
+});

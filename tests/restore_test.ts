@@ -382,3 +382,44 @@ Deno.test("list, download and retention over HTTP and CLI", async () => {
     await db.drop();
   }
 });
+
+Deno.test("a restore refused by a duplicate key names the options that replace the rows", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 12, dimensions: 4 });
+  try {
+    await withTempDir(async (dataDir) => {
+      const common = ["--db", db.url, "--data-dir", dataDir];
+      // The usual case: backup --truncate empties only the embeddings, so the
+      // collections are still there when the set comes back.
+      const backup = await runMain(["backup", ...common, "--truncate", "--json", "--quiet"]);
+      assert.equal(backup.code, 0, backup.stdout + backup.stderr);
+      const stamp = stampOf(JSON.parse(backup.stdout).data.manifest_file);
+      const before = await orderedCopy(db, "langchain_pg_collection", "uuid");
+
+      const cli = await runMain(["restore", ...common, "--timestamp", stamp]);
+      assert.equal(cli.code, 5, cli.stderr);
+      assert.match(cli.stderr, /duplicate key/);
+      assert.match(cli.stderr, /--truncate-before-restore/);
+      assert.match(cli.stderr, /--table langchain_pg_embedding/);
+
+      const server = await startServer(common);
+      try {
+        const response = await fetch(`${server.base}/api/v0/data_pipeline/vector/restore`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ timestamp: stamp }),
+        });
+        const answer = await response.json();
+        assert.equal(response.status, 500);
+        assert.equal(answer.data.error_type, "DATABASE_ERROR");
+        assert.match(answer.data.response, /"truncate_before_restore": true/);
+        assert.match(answer.data.response, /"tables": \["langchain_pg_embedding"\]/);
+      } finally {
+        await server.stop();
+      }
+      assert.deepEqual(await orderedCopy(db, "langchain_pg_collection", "uuid"), before);
+      assert.equal((await db.sql`SELECT count(*)::int AS n FROM langchain_pg_embedding`)[0].n, 0);
+    });
+  } finally {
+    await db.drop();
+  }
+});

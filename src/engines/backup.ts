@@ -14,17 +14,17 @@
 
 import { appendBackupLog } from "./backup_log.ts";
 import { exportTable } from "./backup_export.ts";
-import type { BackupOptions, BackupResult, TableCatalog, TruncateResult } from "./backup_types.ts";
+import type { BackupOptions, BackupResult, TruncateResult } from "./backup_types.ts";
 import {
   connect,
   EXCLUSIVE_LOCK_SQL,
   NO_TIMEOUTS,
   type RowFilter,
-  type Sql,
   type TransactionSql,
 } from "../database/database.ts";
 import { BackupError, classifyError } from "../contract/errors.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
+import { checkPrivileges, describeTable, resolveScope } from "../langchain/catalog.ts";
 import {
   type ColumnInfo,
   encodeManifest,
@@ -247,144 +247,6 @@ async function backUpSet(
     options.signal?.removeEventListener("abort", stop);
     await sql.end({ timeout: 5 });
   }
-}
-
-/** The sentence for a table the database does not have. */
-function missingTable(table: string): string {
-  return `Table ${table} does not exist in this database; check the connection and the table list.`;
-}
-
-/**
- * Fails before any lock or file, naming the table and the missing privilege,
- * so that a role set up for reading only gets a sentence it can act on.
- */
-async function checkPrivileges(sql: Sql, options: BackupOptions): Promise<void> {
-  // A collection scope empties with DELETE, a whole table with TRUNCATE.
-  const privilege = options.collections ? "DELETE" : "TRUNCATE";
-  for (const table of options.tables) {
-    const [access] = await sql`
-      SELECT current_user AS role,
-             to_regclass(${table}) IS NOT NULL AS present,
-             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
-             to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, ${privilege}) AS can_empty`;
-    if (!access.present) {
-      throw new BackupError(
-        "DATABASE_ERROR",
-        missingTable(table),
-        false,
-      );
-    }
-    if (!access.can_select) {
-      throw new BackupError(
-        "DATABASE_ERROR",
-        `Role ${access.role} lacks the SELECT privilege on ${table}; run GRANT SELECT ON ${table} TO ${access.role}.`,
-        false,
-      );
-    }
-    if (options.truncate && options.truncateTables.includes(table) && !access.can_empty) {
-      throw new BackupError(
-        "DATABASE_ERROR",
-        `Role ${access.role} lacks the ${privilege} privilege on ${table}, so it cannot be emptied after the backup; run GRANT ${privilege} ON ${table} TO ${access.role}, or back up without truncate.`,
-        false,
-      );
-    }
-  }
-}
-
-/**
- * A cursor fetch holds about this much text (by the average width of the
- * first rows), so memory stays flat for wide rows. Larger fetches were no
- * faster, with the next one read ahead, and cost more memory.
- */
-const CURSOR_FETCH_BYTES = 1024 * 1024;
-
-/** Reads a table's columns from the catalog: never a hard-coded list. */
-async function describeTable(
-  tx: TransactionSql,
-  table: string,
-  options: BackupOptions,
-  filter: RowFilter | undefined,
-): Promise<TableCatalog> {
-  const [relation] = await tx`
-    SELECT c.oid::int8 AS oid, c.reltuples::float8 AS reltuples
-    FROM pg_class c WHERE c.oid = to_regclass(${table})`;
-  if (!relation) {
-    throw new BackupError(
-      "DATABASE_ERROR",
-      missingTable(table),
-      false,
-    );
-  }
-  const columns = await tx<ColumnInfo[]>`
-    SELECT attname AS name, format_type(atttypid, atttypmod) AS type
-    FROM pg_attribute
-    WHERE attrelid = ${relation.oid} AND attnum > 0 AND NOT attisdropped
-    ORDER BY attnum`;
-  let fetchRows = options.batchSize;
-  if (options.engine === "cursor") {
-    // The average, not the widest: one 1 MB document among the first rows
-    // would otherwise shrink every fetch to a few rows, and the export to
-    // thousands of round trips.
-    const [{ width }] = await tx`
-      SELECT coalesce(ceil(avg(octet_length(t::text))), 1)::int8 AS width
-      FROM (SELECT * FROM ${tx(table)} LIMIT 1000) AS t`;
-    fetchRows = Math.max(
-      1,
-      Math.min(options.batchSize, Math.floor(CURSOR_FETCH_BYTES / Number(width))),
-    );
-  }
-  const estimate = Number(relation.reltuples);
-  return {
-    table,
-    columns: columns.map(({ name, type }) => ({ name, type })),
-    estimatedRows: filter ? null : estimate >= 0 ? Math.round(estimate) : null,
-    fetchRows,
-    filter,
-  };
-}
-
-/** The LangChain tables a collection scope works on. */
-const COLLECTION_TABLE = "langchain_pg_collection";
-const EMBEDDING_TABLE = "langchain_pg_embedding";
-
-/** A backup limited to some collections: their ids, and the row filter of each table. */
-interface Scope {
-  names: string[];
-  uuids: string[];
-  filters: Map<string, RowFilter>;
-}
-
-/** Looks up the scope's collections in the snapshot; an unknown name is `RESOURCE_NOT_FOUND`. */
-async function resolveScope(tx: TransactionSql, options: BackupOptions): Promise<Scope | null> {
-  if (!options.collections) return null;
-  const named = (base: string) => options.tables.find((t) => t === base || t.endsWith(`.${base}`));
-  const collectionTable = named(COLLECTION_TABLE);
-  const embeddingTable = named(EMBEDDING_TABLE);
-  if (!collectionTable || !embeddingTable) {
-    throw new BackupError(
-      "INVALID_PARAMS",
-      `collection_names needs ${COLLECTION_TABLE} and ${EMBEDDING_TABLE} in the table list.`,
-    );
-  }
-  const found = await tx`
-    SELECT uuid::text AS uuid, name FROM ${tx(collectionTable)}
-    WHERE name IN ${tx(options.collections as string[])}`;
-  const missing = options.collections.filter((name) => !found.some((row) => row.name === name));
-  if (missing.length > 0) {
-    throw new BackupError(
-      "RESOURCE_NOT_FOUND",
-      `No collection named ${missing.map((n) => JSON.stringify(n)).join(", ")} in this database.`,
-    );
-  }
-  const uuids = found.map((row) => row.uuid as string);
-  return {
-    names: [...options.collections],
-    uuids,
-    filters: new Map([
-      [collectionTable, { column: "uuid", uuids }],
-      [embeddingTable, { column: "collection_id", uuids }],
-    ]),
-  };
 }
 
 function tableEntry(

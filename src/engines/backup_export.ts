@@ -12,7 +12,8 @@ import { BackupError } from "../contract/errors.ts";
 import { seconds } from "../util/format.ts";
 import { gzipStream } from "../formats/gzip.ts";
 import type { StorageFile } from "../storage/storage.ts";
-import type { BackupOptions, TableCatalog, TableProgress } from "./backup_types.ts";
+import type { TableCatalog } from "../langchain/catalog.ts";
+import type { BackupOptions, TableProgress } from "./backup_types.ts";
 
 /** Streams one table into its file and returns the number of rows written. */
 export async function exportTable(

@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { DatabaseTarget, RowFilter } from "../database/database.ts";
-import type { ColumnInfo } from "../formats/manifest.ts";
+import type { DatabaseTarget } from "../database/database.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import type { Logger } from "../util/log.ts";
 
@@ -86,14 +85,4 @@ export interface BackupResult {
   retention_deleted: string[];
   /** The collections backed up, when the backup was limited to some. */
   collection_names: string[] | null;
-}
-
-/** One table to export, as the catalog describes it. */
-export interface TableCatalog {
-  table: string;
-  columns: ColumnInfo[];
-  estimatedRows: number | null;
-  /** Rows per cursor fetch: `batchSize`, fewer for wide rows. */
-  fetchRows: number;
-  filter: RowFilter | undefined;
 }

@@ -1,9 +1,10 @@
 /**
  * `check`: answers "would a backup with truncate succeed right now?" before
  * anyone relies on it. It connects, reads versions, tells which LangChain
- * layout each table has and how big it is, checks the role's SELECT and
- * TRUNCATE privileges, and whether the backup folder is writable with room
- * for the estimated CSV.
+ * layout each table has and how big it is, checks the role's SELECT
+ * privilege and the one the run empties with (TRUNCATE, or DELETE for a run
+ * limited to some collections) through the same catalog the backup reads,
+ * and whether the backup folder is writable with room for the estimated CSV.
  *
  * @module
  */
@@ -11,6 +12,13 @@
 import { databaseConnection } from "../requests/backup_request.ts";
 import type { Config } from "../contract/config.ts";
 import { connect, type Sql } from "../database/database.ts";
+import { findCollections, tableAccess, tableLayout } from "../langchain/catalog.ts";
+import {
+  COLLECTION_TABLE,
+  emptyingPrivilege,
+  findTable,
+  type LayoutName,
+} from "../langchain/tables.ts";
 import { classifyError } from "../contract/errors.ts";
 import { storageForBackup } from "../storage/open.ts";
 
@@ -18,11 +26,17 @@ import { storageForBackup } from "../storage/open.ts";
 export interface TableCheck {
   table: string;
   exists: boolean;
-  layout: "langchain_community" | "langchain_postgres" | "unknown" | null;
+  layout: LayoutName | "unknown" | null;
   estimated_rows: number | null;
   estimated_csv_bytes: number | null;
   can_select: boolean;
   can_truncate: boolean;
+  can_delete: boolean;
+}
+
+/** The run the check predicts: by default the whole tables, or only some collections. */
+export interface CheckOptions {
+  collections?: readonly string[];
 }
 
 /** The whole report. */
@@ -44,7 +58,7 @@ export interface CheckReport {
 }
 
 /** Runs every check; never throws for what it checks, only reports. */
-export async function runCheck(config: Config): Promise<CheckReport> {
+export async function runCheck(config: Config, options: CheckOptions = {}): Promise<CheckReport> {
   const report: CheckReport = {
     ok: false,
     database: { reachable: false, role: null, postgres_version: null, pgvector_version: null },
@@ -55,13 +69,19 @@ export async function runCheck(config: Config): Promise<CheckReport> {
     estimated_backup_bytes: 0,
     problems: [],
   };
-  await checkDatabase(config, report);
+  await checkDatabase(config, options, report);
   await checkFolder(config, report);
   report.ok = report.problems.length === 0;
   return report;
 }
 
-async function checkDatabase(config: Config, report: CheckReport): Promise<void> {
+async function checkDatabase(
+  config: Config,
+  options: CheckOptions,
+  report: CheckReport,
+): Promise<void> {
+  // The privilege the backup's own check will ask for (`checkPrivileges`).
+  const privilege = emptyingPrivilege(options.collections !== undefined);
   let sql;
   try {
     sql = await connect({
@@ -84,8 +104,20 @@ async function checkDatabase(config: Config, report: CheckReport): Promise<void>
       report.estimated_backup_bytes += check.estimated_csv_bytes ?? 0;
       if (!check.exists) report.problems.push(`table ${table} does not exist`);
       else if (!check.can_select) report.problems.push(`no SELECT privilege on ${table}`);
-      else if (config.truncateTables.includes(table) && !check.can_truncate) {
-        report.problems.push(`no TRUNCATE privilege on ${table}`);
+      else if (
+        config.truncateTables.includes(table) &&
+        !(privilege === "DELETE" ? check.can_delete : check.can_truncate)
+      ) {
+        report.problems.push(`no ${privilege} privilege on ${table}`);
+      }
+    }
+    const collectionTable = findTable(config.tables, COLLECTION_TABLE);
+    if (options.collections && collectionTable && report.problems.length === 0) {
+      const found = await findCollections(sql, collectionTable, options.collections);
+      for (const name of options.collections) {
+        if (!found.some((row) => row.name === name)) {
+          report.problems.push(`no collection named ${JSON.stringify(name)}`);
+        }
       }
     }
   } catch (error) {
@@ -96,35 +128,24 @@ async function checkDatabase(config: Config, report: CheckReport): Promise<void>
 }
 
 async function checkTable(sql: Sql, table: string): Promise<TableCheck> {
-  const [rel] = await sql`
-    SELECT to_regclass(${table}) IS NOT NULL AS exists,
-           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
-           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'TRUNCATE') AS can_truncate`;
+  const truncate = await tableAccess(sql, table, "TRUNCATE");
+  const remove = await tableAccess(sql, table, "DELETE");
   const check: TableCheck = {
     table,
-    exists: rel.exists,
+    exists: truncate.present,
     layout: null,
     estimated_rows: null,
     estimated_csv_bytes: null,
-    can_select: rel.can_select,
-    can_truncate: rel.can_truncate,
+    can_select: truncate.canSelect,
+    can_truncate: truncate.canEmpty,
+    can_delete: remove.canEmpty,
   };
-  if (!rel.exists) return check;
-  const columns = (await sql`
-    SELECT attname AS name FROM pg_attribute
-    WHERE attrelid = to_regclass(${table}) AND attnum > 0 AND NOT attisdropped`)
-    .map((c) => c.name as string);
-  const [{ unique_name }] = await sql`
-    SELECT EXISTS (
-      SELECT 1 FROM pg_index i JOIN pg_attribute a
-        ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-      WHERE i.indrelid = to_regclass(${table}) AND i.indisunique AND a.attname = 'name'
-    ) AS unique_name`;
-  check.layout = detectLayout(columns, unique_name);
+  if (!check.exists) return check;
+  check.layout = await tableLayout(sql, table);
   const [{ reltuples }] = await sql`
     SELECT reltuples::float8 AS reltuples FROM pg_class WHERE oid = to_regclass(${table})`;
   check.estimated_rows = reltuples >= 0 ? Math.round(reltuples) : null;
-  if (rel.can_select) {
+  if (check.can_select) {
     const [{ width }] = await sql`
       SELECT coalesce(avg(octet_length(t::text)), 0)::float8 AS width
       FROM (SELECT * FROM ${sql(table)} LIMIT 1000) AS t`;
@@ -136,19 +157,6 @@ async function checkTable(sql: Sql, table: string): Promise<TableCheck> {
     check.estimated_csv_bytes = Math.round(estimate * width);
   }
   return check;
-}
-
-/** Which LangChain layout a table's columns show. */
-function detectLayout(columns: string[], uniqueName: boolean): TableCheck["layout"] {
-  if (columns.includes("embedding")) {
-    if (columns.includes("id") && !columns.includes("custom_id")) return "langchain_postgres";
-    if (columns.includes("uuid") && columns.includes("custom_id")) return "langchain_community";
-    return "unknown";
-  }
-  if (columns.includes("name") && columns.includes("uuid")) {
-    return uniqueName ? "langchain_postgres" : "langchain_community";
-  }
-  return "unknown";
 }
 
 async function checkFolder(config: Config, report: CheckReport): Promise<void> {

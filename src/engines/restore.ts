@@ -27,6 +27,7 @@ import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
+import { METADATA_COLUMN, scopeColumn } from "../langchain/tables.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {
@@ -65,9 +66,6 @@ export interface RestoreResult {
   duration: number;
   timestamp: string;
 }
-
-/** The column LangChain keeps its metadata in; legacy sets hold Python reprs there. */
-const METADATA_COLUMN = "cmetadata";
 
 /**
  * Restores one set. Throws `BackupError`; then nothing in the target changed.
@@ -128,6 +126,9 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
         // A file that does not load may have been damaged on disk; that is
         // the cause to report, not the line where COPY stumbled on it.
         if (!options.signal?.aborted) refuseIfDamaged(file.name, await reader.recheck(file.name));
+        if (isDuplicateKey(error)) {
+          throw duplicateRows(error, options.stamp, file.table, files.map((f) => f.table));
+        }
         throw error;
       }
       if (hash) {
@@ -207,9 +208,48 @@ async function emptyTargets(
     return;
   }
   for (const table of [...tables].reverse()) {
-    const column = table.endsWith("langchain_pg_collection") ? "uuid" : "collection_id";
+    const column = scopeColumn(table);
+    if (column === null) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        `Backup set ${set.stamp} is limited to some collections, and ${table} has no rows of a collection to replace; restore the collection tables only (--table / tables).`,
+      );
+    }
     await session.deleteRows(table, { column, uuids: scope.collection_ids });
   }
+}
+
+/** A unique violation: the target already holds rows the set brings back. */
+function isDuplicateKey(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "code" in error &&
+    error.code === "23505";
+}
+
+/**
+ * The refusal of a restore into a table that still holds the set's rows,
+ * the usual case after `backup --truncate` (which empties only the
+ * embeddings): it names the options that replace the rows, as each door
+ * spells them, and, when the duplicate is a collection, loading the other
+ * tables only.
+ */
+function duplicateRows(
+  error: unknown,
+  stamp: string,
+  table: string,
+  tables: string[],
+): BackupError {
+  const cause = classifyError(error, `restoring backup set ${stamp}`).message;
+  const others = tables.filter((t) => t !== table);
+  const only = scopeColumn(table) === "uuid" && others.length > 0
+    ? `, or load only ${others.join(", ")} with ${others.map((t) => `--table ${t}`).join(" ")} (${
+      JSON.stringify({ tables: others }).slice(1, -1).replace(":", ": ")
+    })`
+    : "";
+  return new BackupError(
+    "DATABASE_ERROR",
+    `${cause} ${table} already holds rows of this set; to replace them, restore with --truncate-before-restore ("truncate_before_restore": true)${only}. Nothing was restored.`,
+    false,
+  );
 }
 
 function refuseIfDamaged(name: string, problem: string | undefined): void {

@@ -22,22 +22,16 @@ import {
   parseListQuery,
   parseRestoreRequest,
 } from "../../requests/restore_request.ts";
+import type {
+  BackupFlags,
+  CheckFlags,
+  DeleteFlags,
+  ListFlags,
+  RestoreFlags,
+  VerifyFlags,
+} from "./commands.ts";
 
-/** The flags of `backup`, as parsed by `main.ts`. */
-export interface BackupFlags {
-  taskId?: string;
-  db?: string;
-  truncate: boolean;
-  noBackup: boolean;
-  engine?: string;
-  gzip: boolean;
-  dataDir?: string;
-  config?: string;
-  keep?: number;
-  collections?: string[];
-  json: boolean;
-  quiet: boolean;
-}
+export type { BackupFlags, CheckFlags, DeleteFlags, ListFlags, RestoreFlags, VerifyFlags };
 
 /** Where a command writes; tests swap these to capture output or fake a terminal. */
 export interface CommandIo {
@@ -195,20 +189,6 @@ export async function healthCommand(url: string, io: CommandIo = processIo): Pro
   }
 }
 
-/** The flags of `restore`, as parsed by `main.ts`. */
-export interface RestoreFlags {
-  taskId?: string;
-  path?: string;
-  timestamp?: string;
-  tables?: string[];
-  db?: string;
-  truncateBeforeRestore: boolean;
-  dataDir?: string;
-  config?: string;
-  json: boolean;
-  quiet: boolean;
-}
-
 /** `restore`: loads one set back and returns the exit code. */
 export async function restoreCommand(
   flags: RestoreFlags,
@@ -256,15 +236,6 @@ async function runRestoreCommand(
   }
 }
 
-/** The flags of `list`. */
-export interface ListFlags {
-  taskId?: string;
-  globalOnly: boolean;
-  dataDir?: string;
-  config?: string;
-  json: boolean;
-}
-
 /** `list`: every set under the data folder, newest first. */
 export async function listCommand(flags: ListFlags, io: CommandIo = processIo): Promise<number> {
   try {
@@ -297,16 +268,6 @@ export async function listCommand(flags: ListFlags, io: CommandIo = processIo): 
   } catch (error) {
     return reportFailure(error, "listing backups", flags.json, io);
   }
-}
-
-/** The flags of `verify`. */
-export interface VerifyFlags {
-  taskId?: string;
-  path?: string;
-  timestamp?: string;
-  dataDir?: string;
-  config?: string;
-  json: boolean;
 }
 
 /**
@@ -352,16 +313,6 @@ export async function verifyCommand(
   }
 }
 
-/** The flags of `delete`. */
-export interface DeleteFlags {
-  taskId?: string;
-  global: boolean;
-  timestamp?: string;
-  dataDir?: string;
-  config?: string;
-  json: boolean;
-}
-
 /** `delete`: removes one complete set. */
 export async function deleteCommand(
   flags: DeleteFlags,
@@ -390,19 +341,11 @@ export async function deleteCommand(
   }
 }
 
-/** The flags of `check`. */
-export interface CheckFlags {
-  db?: string;
-  dataDir?: string;
-  config?: string;
-  json: boolean;
-}
-
 /** `check`: exit 0 only when a backup with truncate would succeed now. */
 export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo): Promise<number> {
   try {
     const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
-    const report = await runCheck(config);
+    const report = await runCheck(config, { collections: flags.collections });
     if (flags.json) {
       io.stdout(JSON.stringify(successEnvelope("检查完成", report)) + "\n");
     } else {
@@ -422,7 +365,11 @@ export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo)
             t.estimated_rows ?? "?"
           } rows, ~${formatFileSize(t.estimated_csv_bytes ?? 0)} CSV, SELECT ${
             t.can_select ? "yes" : "NO"
-          }, TRUNCATE ${t.can_truncate ? "yes" : "NO"}`,
+          }, ${
+            flags.collections
+              ? `DELETE ${t.can_delete ? "yes" : "NO"}`
+              : `TRUNCATE ${t.can_truncate ? "yes" : "NO"}`
+          }`,
         );
       }
       lines.push(
