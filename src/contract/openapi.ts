@@ -62,6 +62,7 @@ import {
   Timestamp,
 } from "./responses.ts";
 import { tidy } from "./schema.ts";
+import { VERSION } from "../version.ts";
 
 const API = "/api/v0/data_pipeline/vector";
 
@@ -81,43 +82,47 @@ const uri = (name: string) => `#/components/schemas/${name}`;
 const ref = (name: string): Schema => ({ $ref: uri(name) });
 
 /** The definitions the document names, by their component name. */
-const NAMED: Record<string, z.ZodType> = {
-  Timestamp,
-  Stamp,
-  FileSize,
-  TaskId,
-  DbConnection,
-  BackupRequest: BackupBody,
-  RestoreRequest: restoreBody(DEFAULT_CONFIG),
-  SuccessEnvelope,
-  ErrorEnvelope,
-  ErrorData,
-  TableBackup,
-  TableTruncate,
-  BackupResult,
-  TableRestore,
-  RestoreResult,
-  ListedFile,
-  ListedSet,
-  Leftover,
-  Listing,
-  Deletion,
-  JobAccepted,
-  JobTableProgress,
-  Job,
-  JobList,
-  Health,
-  Manifest,
-  BackupEnvelope,
-  RestoreEnvelope,
-  ListingEnvelope,
-  DeletionEnvelope,
-  JobAcceptedEnvelope,
-  JobEnvelope,
-  JobListEnvelope,
-  HealthEnvelope,
-  ...Object.fromEntries(ERROR_STATUSES.map((status) => [errorName(status), errorEnvelope(status)])),
-};
+function named(): Record<string, z.ZodType> {
+  return {
+    Timestamp,
+    Stamp,
+    FileSize,
+    TaskId,
+    DbConnection,
+    BackupRequest: BackupBody,
+    RestoreRequest: restoreBody(DEFAULT_CONFIG),
+    SuccessEnvelope,
+    ErrorEnvelope,
+    ErrorData,
+    TableBackup,
+    TableTruncate,
+    BackupResult,
+    TableRestore,
+    RestoreResult,
+    ListedFile,
+    ListedSet,
+    Leftover,
+    Listing,
+    Deletion,
+    JobAccepted,
+    JobTableProgress,
+    Job,
+    JobList,
+    Health,
+    Manifest,
+    BackupEnvelope,
+    RestoreEnvelope,
+    ListingEnvelope,
+    DeletionEnvelope,
+    JobAcceptedEnvelope,
+    JobEnvelope,
+    JobListEnvelope,
+    HealthEnvelope,
+    ...Object.fromEntries(
+      ERROR_STATUSES.map((status) => [errorName(status), errorEnvelope(status)]),
+    ),
+  };
+}
 
 /** The component name of one status's error envelope. */
 function errorName(status: number): string {
@@ -127,7 +132,7 @@ function errorName(status: number): string {
 /** Every named definition as JSON Schema; a named one used inside another is a `$ref`. */
 function components(): Record<string, Schema> {
   const registry = z.registry<{ id: string }>();
-  for (const [id, schema] of Object.entries(NAMED)) registry.add(schema, { id });
+  for (const [id, schema] of Object.entries(named())) registry.add(schema, { id });
   const { schemas } = z.toJSONSchema(registry, { uri, io: "input", target: "draft-2020-12" });
   return tidy(schemas) as Record<string, Schema>;
 }
@@ -285,359 +290,373 @@ const scopeParameter = (what: string): Schema => ({
   },
 });
 
-const paths: Record<string, Schema> = {
-  [`${API}/backup`]: {
-    post: {
-      operationId: "backup",
-      summary: "Back up the vector tables (and optionally truncate)",
-      description:
-        "Backs up `langchain_pg_collection` and `langchain_pg_embedding` from one snapshot into " +
-        "`<table>_<stamp>.csv` files plus `manifest_<stamp>.json`, all or nothing, and appends " +
-        "to `vector_backup_log.txt`. With `truncate_vector_tables`, the truncate list is emptied " +
-        "only after the files are durable. Without `async` the answer comes when the backup is " +
-        "done.",
-      requestBody: {
-        required: false,
-        content: jsonContent(ref("BackupRequest"), {
-          examples: {
-            defaults: example(
-              "1. Empty body: back up into <data-dir>/vector_bak with the default database",
-              {},
-              200,
-            ),
-            task: example(
-              "2. Back up into a task folder",
-              { task_id: TASK, truncate_vector_tables: false },
-              200,
-            ),
-            training_data: example(
-              "3. Back up into <data-dir>/vector_bak",
-              { truncate_vector_tables: false },
-              200,
-            ),
-            truncate: example(
-              "4. Back up, then empty langchain_pg_embedding",
-              { task_id: TASK, truncate_vector_tables: true },
-              200,
-            ),
-            db_connection: example(
-              "5. Back up another database",
-              { task_id: TASK, db_connection: DB_EXAMPLE, truncate_vector_tables: false },
-              200,
-            ),
-            collections: example(
-              "Back up one collection and its embeddings",
-              { task_id: TASK, collection_names: ["default"] },
-              200,
-            ),
-            nothing: example(
-              "Neither backup nor truncate: nothing is done",
-              { backup_vector_tables: false },
-              200,
-            ),
-            async: example(
-              "Asynchronous: 202 with a job id, then poll the job",
-              { task_id: TASK, async: true },
-              202,
-            ),
-            async_unreachable: example(
-              "Asynchronous with an unreachable database: the job fails with a 503 envelope",
-              { async: true, db_connection: DB_DOWN },
-              202,
-            ),
-            unreachable: example(
-              "Unreachable database",
-              { db_connection: DB_DOWN },
-              503,
-            ),
-            wrong_type: example(
-              "Wrong JSON type",
-              { truncate_vector_tables: "true" },
-              400,
-            ),
-            bad_task_id: example("Bad task_id", { task_id: "../etc" }, 400),
-            unknown_field: example("Unknown field", { truncate: true }, 400),
-            unknown_task: example(
-              "Task folder missing",
-              { task_id: "task_20250721_999999" },
-              404,
-            ),
-          },
-        }),
-      },
-      responses: {
-        "200": {
-          description: "The backup set is complete (and the truncate done when asked).",
-          content: jsonContent(ref("BackupEnvelope"), {
-            examples: { truncate: { value: BACKUP_ANSWER } },
+function paths(): Record<string, Schema> {
+  return {
+    [`${API}/backup`]: {
+      post: {
+        operationId: "backup",
+        summary: "Back up the vector tables (and optionally truncate)",
+        description:
+          "Backs up `langchain_pg_collection` and `langchain_pg_embedding` from one snapshot into " +
+          "`<table>_<stamp>.csv` files plus `manifest_<stamp>.json`, all or nothing, and appends " +
+          "to `vector_backup_log.txt`. With `truncate_vector_tables`, the truncate list is emptied " +
+          "only after the files are durable. Without `async` the answer comes when the backup is " +
+          "done.",
+        requestBody: {
+          required: false,
+          content: jsonContent(ref("BackupRequest"), {
+            examples: {
+              defaults: example(
+                "1. Empty body: back up into <data-dir>/vector_bak with the default database",
+                {},
+                200,
+              ),
+              task: example(
+                "2. Back up into a task folder",
+                { task_id: TASK, truncate_vector_tables: false },
+                200,
+              ),
+              training_data: example(
+                "3. Back up into <data-dir>/vector_bak",
+                { truncate_vector_tables: false },
+                200,
+              ),
+              truncate: example(
+                "4. Back up, then empty langchain_pg_embedding",
+                { task_id: TASK, truncate_vector_tables: true },
+                200,
+              ),
+              db_connection: example(
+                "5. Back up another database",
+                { task_id: TASK, db_connection: DB_EXAMPLE, truncate_vector_tables: false },
+                200,
+              ),
+              collections: example(
+                "Back up one collection and its embeddings",
+                { task_id: TASK, collection_names: ["default"] },
+                200,
+              ),
+              nothing: example(
+                "Neither backup nor truncate: nothing is done",
+                { backup_vector_tables: false },
+                200,
+              ),
+              async: example(
+                "Asynchronous: 202 with a job id, then poll the job",
+                { task_id: TASK, async: true },
+                202,
+              ),
+              async_unreachable: example(
+                "Asynchronous with an unreachable database: the job fails with a 503 envelope",
+                { async: true, db_connection: DB_DOWN },
+                202,
+              ),
+              unreachable: example(
+                "Unreachable database",
+                { db_connection: DB_DOWN },
+                503,
+              ),
+              wrong_type: example(
+                "Wrong JSON type",
+                { truncate_vector_tables: "true" },
+                400,
+              ),
+              bad_task_id: example("Bad task_id", { task_id: "../etc" }, 400),
+              unknown_field: example("Unknown field", { truncate: true }, 400),
+              unknown_task: example(
+                "Task folder missing",
+                { task_id: "task_20250721_999999" },
+                404,
+              ),
+            },
           }),
         },
-        "202": accepted,
-        ...backupErrors,
-      },
-    },
-  },
-  [`${API}/restore`]: {
-    post: {
-      operationId: "restore",
-      summary: "Restore one backup set",
-      description:
-        "Checks the set against its manifest (sizes and SHA-256), then loads it with COPY in one " +
-        "transaction: either all of it is restored or nothing changes.",
-      requestBody: {
-        required: true,
-        content: jsonContent(ref("RestoreRequest"), {
-          examples: {
-            replace: example(
-              "Replace both tables with a task's set",
-              { task_id: TASK, timestamp: STAMP, truncate_before_restore: true },
-              200,
-            ),
-            embeddings: example(
-              "Reload only the embeddings of a set",
-              {
-                task_id: TASK,
-                timestamp: STAMP,
-                tables: ["langchain_pg_embedding"],
-                truncate_before_restore: true,
-              },
-              200,
-            ),
-            backup_path: example(
-              "A set of <data-dir>/vector_bak, by path",
-              { backup_path: "vector_bak", timestamp: STAMP, truncate_before_restore: true },
-              200,
-            ),
-            async: example(
-              "Asynchronous restore",
-              { task_id: TASK, timestamp: STAMP, truncate_before_restore: true, async: true },
-              202,
-            ),
-            no_timestamp: example("timestamp missing", { task_id: TASK }, 400),
-            unknown_set: example(
-              "No such set",
-              { task_id: TASK, timestamp: "20000101_000000" },
-              404,
-            ),
+        responses: {
+          "200": {
+            description: "The backup set is complete (and the truncate done when asked).",
+            content: jsonContent(ref("BackupEnvelope"), {
+              examples: { truncate: { value: BACKUP_ANSWER } },
+            }),
           },
-        }),
-      },
-      responses: {
-        "200": ok("The set was restored.", "RestoreEnvelope"),
-        "202": accepted,
-        "400": error(
-          400,
-          "Bad JSON, a wrong type, an unknown field, a table the set lacks, a bad timestamp.",
-        ),
-        "401": unauthorized,
-        "403": error(403, "`db_connection` refused by the server, or a folder outside the data."),
-        "404": error(404, "No such backup folder or set, or the set is incomplete."),
-        "409": error(409, "A backup or restore of this database is running."),
-        "413": error(413, "The body is larger than 64 KiB."),
-        "500": error(
-          500,
-          "The set does not match its manifest or the target's columns (`STORAGE_ERROR`, " +
-            "`DATABASE_ERROR`), or another failure; nothing was restored.",
-        ),
-        "503": error(503, "The database is unreachable; `can_retry` is true."),
-      },
-    },
-  },
-  [`${API}/restore/list`]: {
-    get: {
-      operationId: "listBackups",
-      summary: "List the backup sets under the data folder",
-      parameters: [
-        {
-          name: "task_id",
-          in: "query",
-          required: false,
-          description: "Only this task's sets.",
-          schema: ref("TaskId"),
-          examples: { task: { value: TASK } },
-        },
-        {
-          name: "global_only",
-          in: "query",
-          required: false,
-          description: "Only the sets in `<data-dir>/vector_bak`; not together with `task_id`.",
-          schema: inline(ListQuery.shape.global_only),
-          examples: { global: { value: "true" } },
-        },
-      ],
-      responses: {
-        "200": ok("Every set, newest first, global and per task.", "ListingEnvelope"),
-        "400": error(400, "An unknown query parameter or a bad value."),
-        "401": unauthorized,
-        "403": error(403, "A backup folder leads outside the data folder through a link."),
-        "500": internal,
-      },
-    },
-  },
-  [`${API}/backup/files/{scope}/{file}`]: {
-    get: {
-      operationId: "downloadBackupFile",
-      summary: "Download one file of a complete set",
-      description:
-        "A data file or the manifest of a complete set that the listing shows. This answer is " +
-        "the file itself, not an envelope; errors are envelopes.",
-      parameters: [
-        scopeParameter("the set"),
-        {
-          name: "file",
-          in: "path",
-          required: true,
-          description: "A file name from the listing (`files[].file` or `manifest_file`).",
-          schema: inline(FileName),
-          examples: {
-            csv: { value: `langchain_pg_collection_${STAMP}.csv` },
-            manifest: { value: `manifest_${STAMP}.json` },
-          },
-        },
-      ],
-      responses: {
-        "200": {
-          description: "The file, as an attachment.",
-          headers: {
-            "Content-Disposition": {
-              schema: { type: "string" },
-              description: '`attachment; filename="<file>"`',
-            },
-            "Content-Length": { schema: { type: "integer" } },
-          },
-          content: {
-            "text/csv": {
-              schema: { type: "string", description: "The CSV with its header row." },
-            },
-            "application/gzip": {
-              schema: { type: "string", contentMediaType: "application/gzip" },
-            },
-            "application/json": { schema: ref("Manifest") },
-          },
-        },
-        "401": unauthorized,
-        "404": error(404, "No such file in a complete, listed set."),
-        "500": internal,
-      },
-    },
-  },
-  [`${API}/backup/{scope}/{timestamp}`]: {
-    delete: {
-      operationId: "deleteBackupSet",
-      summary: "Delete one complete set",
-      parameters: [
-        scopeParameter("the set"),
-        {
-          name: "timestamp",
-          in: "path",
-          required: true,
-          description: "The set's stamp.",
-          schema: ref("Stamp"),
-          examples: { set: { value: STAMP } },
-        },
-      ],
-      responses: {
-        "200": ok("The set's files and manifest were deleted.", "DeletionEnvelope"),
-        "401": unauthorized,
-        "404": error(404, "No such set."),
-        "409": error(409, "The set is being written (its manifest is still a `.tmp`)."),
-        "500": internal,
-      },
-    },
-  },
-  [`${API}/jobs`]: {
-    get: {
-      operationId: "listJobs",
-      summary: "Jobs of this server process",
-      responses: {
-        "200": ok("Running jobs and the last 100 finished ones, newest first.", "JobListEnvelope"),
-        "401": unauthorized,
-        "500": internal,
-      },
-    },
-  },
-  [`${API}/jobs/{id}`]: {
-    get: {
-      operationId: "getJob",
-      summary: "One job: state, per-table progress and, once finished, its envelope",
-      parameters: [{
-        name: "id",
-        in: "path",
-        required: true,
-        description: "`job_id` from a 202 answer.",
-        schema: inline(JobId),
-        examples: { unknown: { value: "00000000-0000-0000-0000-000000000000" } },
-      }],
-      responses: {
-        "200": ok("The job.", "JobEnvelope"),
-        "401": unauthorized,
-        "404": error(404, "No such job, or it was forgotten (only the last 100 are kept)."),
-        "500": internal,
-      },
-    },
-  },
-  "/healthz": {
-    get: {
-      operationId: "health",
-      summary: "Health: is the default database reachable?",
-      description: "Never needs the token.",
-      security: [],
-      responses: {
-        "200": ok("The default database answered `SELECT 1`.", "HealthEnvelope"),
-        "400": error(400, "The configured default database is not a valid connection string."),
-        "500": error(500, "The default database refused the login, or another failure."),
-        "503": error(503, "The default database is unreachable; `can_retry` is true."),
-      },
-    },
-  },
-  "/api/v0/openapi.json": {
-    get: {
-      operationId: "openapi",
-      summary: "This document",
-      description:
-        "The one answer that is plain JSON, not the envelope. Never needs the token: it holds no secrets.",
-      security: [],
-      responses: {
-        "200": {
-          description: "The OpenAPI 3.1 document.",
-          content: jsonContent({ type: "object", required: ["openapi", "info", "paths"] }),
+          "202": accepted,
+          ...backupErrors,
         },
       },
     },
-  },
-};
-
-/** The OpenAPI 3.1.0 document of every HTTP route. */
-export const OPENAPI: Record<string, unknown> = {
-  openapi: "3.1.0",
-  jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
-  info: {
-    title: "pgvector-backup",
-    version: "0.1.0",
-    description:
-      "Backs up, restores, lists and deletes sets of the LangChain pgvector tables. Every answer " +
-      "except a file download and this document is the envelope `{code, success, message, " +
-      "data}` with `Content-Type: application/json; charset=utf-8`; `code` equals the HTTP " +
-      "status. Answers may carry fields beyond the schemas (they are open); request bodies may " +
-      "not (unknown fields are refused with 400). A method a path does not accept is answered " +
-      "405 `METHOD_NOT_ALLOWED` with an `Allow` header; an unknown path 404 " +
-      "`RESOURCE_NOT_FOUND`. Request examples carry `x-expected-status`, the status they get " +
-      `when the task folder \`${TASK}\` exists and the default database has the LangChain ` +
-      "tables.",
-  },
-  servers: [{ url: "http://localhost:8084" }],
-  security: [{}, { bearer: [] }],
-  paths,
-  components: {
-    schemas: components(),
-    securitySchemes: {
-      bearer: {
-        type: "http",
-        scheme: "bearer",
+    [`${API}/restore`]: {
+      post: {
+        operationId: "restore",
+        summary: "Restore one backup set",
         description:
-          "Required on every route but `/healthz` and this document when the server has a token (`--token` or " +
-          "`PGVECTOR_BACKUP_TOKEN`).",
+          "Checks the set against its manifest (sizes and SHA-256), then loads it with COPY in one " +
+          "transaction: either all of it is restored or nothing changes.",
+        requestBody: {
+          required: true,
+          content: jsonContent(ref("RestoreRequest"), {
+            examples: {
+              replace: example(
+                "Replace both tables with a task's set",
+                { task_id: TASK, timestamp: STAMP, truncate_before_restore: true },
+                200,
+              ),
+              embeddings: example(
+                "Reload only the embeddings of a set",
+                {
+                  task_id: TASK,
+                  timestamp: STAMP,
+                  tables: ["langchain_pg_embedding"],
+                  truncate_before_restore: true,
+                },
+                200,
+              ),
+              backup_path: example(
+                "A set of <data-dir>/vector_bak, by path",
+                { backup_path: "vector_bak", timestamp: STAMP, truncate_before_restore: true },
+                200,
+              ),
+              async: example(
+                "Asynchronous restore",
+                { task_id: TASK, timestamp: STAMP, truncate_before_restore: true, async: true },
+                202,
+              ),
+              no_timestamp: example("timestamp missing", { task_id: TASK }, 400),
+              unknown_set: example(
+                "No such set",
+                { task_id: TASK, timestamp: "20000101_000000" },
+                404,
+              ),
+            },
+          }),
+        },
+        responses: {
+          "200": ok("The set was restored.", "RestoreEnvelope"),
+          "202": accepted,
+          "400": error(
+            400,
+            "Bad JSON, a wrong type, an unknown field, a table the set lacks, a bad timestamp.",
+          ),
+          "401": unauthorized,
+          "403": error(403, "`db_connection` refused by the server, or a folder outside the data."),
+          "404": error(404, "No such backup folder or set, or the set is incomplete."),
+          "409": error(409, "A backup or restore of this database is running."),
+          "413": error(413, "The body is larger than 64 KiB."),
+          "500": error(
+            500,
+            "The set does not match its manifest or the target's columns (`STORAGE_ERROR`, " +
+              "`DATABASE_ERROR`), or another failure; nothing was restored.",
+          ),
+          "503": error(503, "The database is unreachable; `can_retry` is true."),
+        },
       },
     },
-  },
-};
+    [`${API}/restore/list`]: {
+      get: {
+        operationId: "listBackups",
+        summary: "List the backup sets under the data folder",
+        parameters: [
+          {
+            name: "task_id",
+            in: "query",
+            required: false,
+            description: "Only this task's sets.",
+            schema: ref("TaskId"),
+            examples: { task: { value: TASK } },
+          },
+          {
+            name: "global_only",
+            in: "query",
+            required: false,
+            description: "Only the sets in `<data-dir>/vector_bak`; not together with `task_id`.",
+            schema: inline(ListQuery.shape.global_only),
+            examples: { global: { value: "true" } },
+          },
+        ],
+        responses: {
+          "200": ok("Every set, newest first, global and per task.", "ListingEnvelope"),
+          "400": error(400, "An unknown query parameter or a bad value."),
+          "401": unauthorized,
+          "403": error(403, "A backup folder leads outside the data folder through a link."),
+          "500": internal,
+        },
+      },
+    },
+    [`${API}/backup/files/{scope}/{file}`]: {
+      get: {
+        operationId: "downloadBackupFile",
+        summary: "Download one file of a complete set",
+        description:
+          "A data file or the manifest of a complete set that the listing shows. This answer is " +
+          "the file itself, not an envelope; errors are envelopes.",
+        parameters: [
+          scopeParameter("the set"),
+          {
+            name: "file",
+            in: "path",
+            required: true,
+            description: "A file name from the listing (`files[].file` or `manifest_file`).",
+            schema: inline(FileName),
+            examples: {
+              csv: { value: `langchain_pg_collection_${STAMP}.csv` },
+              manifest: { value: `manifest_${STAMP}.json` },
+            },
+          },
+        ],
+        responses: {
+          "200": {
+            description: "The file, as an attachment.",
+            headers: {
+              "Content-Disposition": {
+                schema: { type: "string" },
+                description: '`attachment; filename="<file>"`',
+              },
+              "Content-Length": { schema: { type: "integer" } },
+            },
+            content: {
+              "text/csv": {
+                schema: { type: "string", description: "The CSV with its header row." },
+              },
+              "application/gzip": {
+                schema: { type: "string", contentMediaType: "application/gzip" },
+              },
+              "application/json": { schema: ref("Manifest") },
+            },
+          },
+          "401": unauthorized,
+          "404": error(404, "No such file in a complete, listed set."),
+          "500": internal,
+        },
+      },
+    },
+    [`${API}/backup/{scope}/{timestamp}`]: {
+      delete: {
+        operationId: "deleteBackupSet",
+        summary: "Delete one complete set",
+        parameters: [
+          scopeParameter("the set"),
+          {
+            name: "timestamp",
+            in: "path",
+            required: true,
+            description: "The set's stamp.",
+            schema: ref("Stamp"),
+            examples: { set: { value: STAMP } },
+          },
+        ],
+        responses: {
+          "200": ok("The set's files and manifest were deleted.", "DeletionEnvelope"),
+          "401": unauthorized,
+          "404": error(404, "No such set."),
+          "409": error(409, "The set is being written (its manifest is still a `.tmp`)."),
+          "500": internal,
+        },
+      },
+    },
+    [`${API}/jobs`]: {
+      get: {
+        operationId: "listJobs",
+        summary: "Jobs of this server process",
+        responses: {
+          "200": ok(
+            "Running jobs and the last 100 finished ones, newest first.",
+            "JobListEnvelope",
+          ),
+          "401": unauthorized,
+          "500": internal,
+        },
+      },
+    },
+    [`${API}/jobs/{id}`]: {
+      get: {
+        operationId: "getJob",
+        summary: "One job: state, per-table progress and, once finished, its envelope",
+        parameters: [{
+          name: "id",
+          in: "path",
+          required: true,
+          description: "`job_id` from a 202 answer.",
+          schema: inline(JobId),
+          examples: { unknown: { value: "00000000-0000-0000-0000-000000000000" } },
+        }],
+        responses: {
+          "200": ok("The job.", "JobEnvelope"),
+          "401": unauthorized,
+          "404": error(404, "No such job, or it was forgotten (only the last 100 are kept)."),
+          "500": internal,
+        },
+      },
+    },
+    "/healthz": {
+      get: {
+        operationId: "health",
+        summary: "Health: is the default database reachable?",
+        description: "Never needs the token.",
+        security: [],
+        responses: {
+          "200": ok("The default database answered `SELECT 1`.", "HealthEnvelope"),
+          "400": error(400, "The configured default database is not a valid connection string."),
+          "500": error(500, "The default database refused the login, or another failure."),
+          "503": error(503, "The default database is unreachable; `can_retry` is true."),
+        },
+      },
+    },
+    "/api/v0/openapi.json": {
+      get: {
+        operationId: "openapi",
+        summary: "This document",
+        description:
+          "The one answer that is plain JSON, not the envelope. Never needs the token: it holds no secrets.",
+        security: [],
+        responses: {
+          "200": {
+            description: "The OpenAPI 3.1 document.",
+            content: jsonContent({ type: "object", required: ["openapi", "info", "paths"] }),
+          },
+        },
+      },
+    },
+  };
+}
+
+/** The document, built on first use: a CLI run never needs it. */
+let built: Record<string, unknown> | undefined;
+
+/** The OpenAPI 3.1.0 document of every HTTP route, derived from the contract. */
+export function openApiDocument(): Record<string, unknown> {
+  return built ??= build();
+}
+
+function build(): Record<string, unknown> {
+  return {
+    openapi: "3.1.0",
+    jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
+    info: {
+      title: "pgvector-backup",
+      version: VERSION,
+      description:
+        "Backs up, restores, lists and deletes sets of the LangChain pgvector tables. Every answer " +
+        "except a file download and this document is the envelope `{code, success, message, " +
+        "data}` with `Content-Type: application/json; charset=utf-8`; `code` equals the HTTP " +
+        "status. Answers may carry fields beyond the schemas (they are open); request bodies may " +
+        "not (unknown fields are refused with 400). A method a path does not accept is answered " +
+        "405 `METHOD_NOT_ALLOWED` with an `Allow` header; an unknown path 404 " +
+        "`RESOURCE_NOT_FOUND`. Request examples carry `x-expected-status`, the status they get " +
+        `when the task folder \`${TASK}\` exists and the default database has the LangChain ` +
+        "tables.",
+    },
+    servers: [{ url: "http://localhost:8084" }],
+    security: [{}, { bearer: [] }],
+    paths: paths(),
+    components: {
+      schemas: components(),
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description:
+            "Required on every route but `/healthz` and this document when the server has a token (`--token` or " +
+            "`PGVECTOR_BACKUP_TOKEN`).",
+        },
+      },
+    },
+  };
+}

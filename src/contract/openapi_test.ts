@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { OPENAPI as TODAY } from "../openapi.ts";
 import { DEFAULT_CONFIG } from "./config.ts";
-import { OPENAPI } from "./openapi.ts";
+import { openApiDocument } from "./openapi.ts";
 import { BackupEnvelope, SUCCESS } from "./responses.ts";
 import { parseBackupBody, parseRestoreBody } from "./requests.ts";
 
@@ -50,6 +50,7 @@ function validator(doc: Obj) {
   };
 }
 
+const OPENAPI = openApiDocument();
 const ours = operations(OPENAPI);
 const today = operations(TODAY);
 
