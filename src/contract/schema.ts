@@ -20,15 +20,11 @@ export function invalid(message: string): never {
   throw new BackupError("INVALID_PARAMS", message);
 }
 
-/** The sentence of a failed parse: its first issue's message, which the definition wrote. */
-export function firstMessage(error: z.ZodError): string {
-  return error.issues[0]?.message ?? "The request is invalid.";
-}
-
 /** Checks one value against its field schema; a failure is a 400 with the field's own sentence. */
 export function field<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) invalid(firstMessage(parsed.error));
+  // The first issue's message is the sentence the definition wrote for it.
+  if (!parsed.success) invalid(parsed.error.issues[0].message);
   return parsed.data;
 }
 
