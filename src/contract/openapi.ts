@@ -51,7 +51,6 @@ import {
   ListedSet,
   Listing,
   ListingEnvelope,
-  Manifest,
   RestoreEnvelope,
   RestoreResult,
   Stamp,
@@ -62,6 +61,7 @@ import {
   Timestamp,
 } from "./responses.ts";
 import { tidy } from "./schema.ts";
+import { MANIFEST_SCHEMA } from "../formats/manifest.ts";
 import { VERSION } from "../util/version.ts";
 
 const API = "/api/v0/data_pipeline/vector";
@@ -109,7 +109,6 @@ function named(): Record<string, z.ZodType> {
     Job,
     JobList,
     Health,
-    Manifest,
     BackupEnvelope,
     RestoreEnvelope,
     ListingEnvelope,
@@ -134,7 +133,8 @@ function components(): Record<string, Schema> {
   const registry = z.registry<{ id: string }>();
   for (const [id, schema] of Object.entries(named())) registry.add(schema, { id });
   const { schemas } = z.toJSONSchema(registry, { uri, io: "input", target: "draft-2020-12" });
-  return tidy(schemas) as Record<string, Schema>;
+  // The manifest is defined once, where backups write and restores check it.
+  return { ...tidy(schemas) as Record<string, Schema>, Manifest: MANIFEST_SCHEMA };
 }
 
 /** The JSON Schema of a definition used once, inline (a parameter's). */

@@ -356,38 +356,6 @@ export const JobList = z.object({
 export const JobEnvelope = successEnvelope(200, SUCCESS.job, Job);
 export const JobListEnvelope = successEnvelope(200, SUCCESS.jobList, JobList);
 
-// ---------------------------------------------------------------------------
-// The manifest, which a download of `manifest_<stamp>.json` answers.
-
-/** `manifest_<stamp>.json`: what a set holds, so restores can prove the files are intact. */
-export const Manifest = z.object({
-  format: z.literal("pgvector-backup/1"),
-  timestamp: Stamp,
-  created_at: Timestamp,
-  snapshot_time: Timestamp,
-  engine,
-  gzip: z.boolean(),
-  task_id: z.string().nullable(),
-  database: z.object({
-    name: z.string(),
-    postgres_version: z.string(),
-    pgvector_version: z.string().nullable(),
-  }),
-  tables: z.array(z.object({
-    table: z.string(),
-    file: z.string(),
-    columns: z.array(z.object({ name: z.string(), type: z.string() })),
-    row_count: count(),
-    bytes: count(),
-    sha256,
-  })),
-  truncated: strings(),
-  scope: z.object({ collection_names: strings(), collection_ids: strings() }).nullable(),
-}).meta({
-  description: "`manifest_<stamp>.json`: what a set holds, so restores can prove the files " +
-    "are intact.",
-});
-
 /** The result types, for the engines to return. */
 export type BackupResult = z.infer<typeof BackupResult>;
 export type RestoreResult = z.infer<typeof RestoreResult>;
@@ -396,4 +364,3 @@ export type ListedSet = z.infer<typeof ListedSet>;
 export type Deletion = z.infer<typeof Deletion>;
 export type JobView = z.infer<typeof Job>;
 export type JobTableProgress = z.infer<typeof JobTableProgress>;
-export type Manifest = z.infer<typeof Manifest>;

@@ -15,7 +15,13 @@ import {
   runPreparedBackup,
 } from "../../requests/backup_request.ts";
 import { type Config, setNaming } from "../../contract/config.ts";
-import { parseBackupBody, parseListQuery, parseRestoreBody } from "../../contract/requests.ts";
+import {
+  parseBackupBody,
+  parseDeletePath,
+  parseDownloadPath,
+  parseListQuery,
+  parseRestoreBody,
+} from "../../contract/requests.ts";
 import { SUCCESS } from "../../contract/responses.ts";
 import { openApiDocument } from "../../contract/openapi.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
@@ -256,7 +262,10 @@ async function handleDelete(
   context: ServerContext,
   params: Record<string, string | undefined>,
 ): Promise<Response> {
-  const deleted = await deleteBackupSet(params.scope ?? "", params.timestamp ?? "", context.config);
+  const scope = params.scope ?? "";
+  // The URL's syntax first: a path that cannot name a set is a 404 before any disk access.
+  const { timestamp } = parseDeletePath(scope, params.timestamp ?? "", setNaming(context.config));
+  const deleted = await deleteBackupSet(scope, timestamp, context.config);
   return json(successEnvelope(SUCCESS.deletion, deleted));
 }
 
@@ -271,8 +280,10 @@ async function handleDownload(
   context: ServerContext,
   params: Record<string, string | undefined>,
 ): Promise<Response> {
-  const file = params.file ?? "";
-  const opened = await openSetFileForDownload(params.scope ?? "", file, context.config);
+  const scope = params.scope ?? "";
+  // The URL's syntax first: a path that cannot name a file is a 404 before any disk access.
+  const { file } = parseDownloadPath(scope, params.file ?? "");
+  const opened = await openSetFileForDownload(scope, file, context.config);
   const { size } = await opened.stat();
   const type = file.endsWith(".gz")
     ? "application/gzip"
