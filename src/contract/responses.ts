@@ -364,3 +364,4 @@ export type ListedSet = z.infer<typeof ListedSet>;
 export type Deletion = z.infer<typeof Deletion>;
 export type JobView = z.infer<typeof Job>;
 export type JobTableProgress = z.infer<typeof JobTableProgress>;
+export type JobState = z.infer<typeof JobState>;
