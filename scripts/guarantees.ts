@@ -145,7 +145,7 @@ export const GUARANTEES: Guarantee[] = [
     name: "a task id cannot name a folder outside the data folder",
     tests: [{ file: "tests/task_id_test.ts" }],
     brk: {
-      file: "src/requests/backup_request.ts",
+      file: "src/contract/requests.ts",
       what: "task_id `..` accepted",
       edits: [{
         find: "export const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;\n",

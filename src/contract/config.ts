@@ -1,51 +1,166 @@
 /**
- * Settings: built-in defaults, overridden by a JSON config file, overridden
- * by command-line flags. Validated strictly, since a typo in a config file
- * should stop the program, not silently back up the wrong thing.
+ * The settings, defined once: each config-file key with the setting it
+ * fills, its zod schema (whose messages say what the value must be) and a
+ * description. From this one table come the checked `Config`, the sentences
+ * of a bad config file or flag, the list of known settings, and the JSON
+ * Schema of the config file. A typo in a config file stops the program
+ * rather than silently backing up the wrong thing.
  *
  * @module
  */
 
-import type { Engine } from "../engines/backup_types.ts";
+import { z } from "zod";
 import { normalizeHost } from "../database/connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "../util/format.ts";
+import { isPlainObject } from "./schema.ts";
 
-/** Every setting, with defaults filled in. */
-export interface Config {
-  dataDir: string;
-  tables: string[];
-  truncateTables: string[];
-  timestampFormat: string;
-  folderName: string;
-  /** The default database; undefined means `DATABASE_URL`, then libpq's `PG*` variables. */
-  database: string | undefined;
-  token: string | undefined;
-  allowRequestDbConnection: boolean;
-  /** Hosts a request's `db_connection` may name besides loopback and the default database's. */
-  allowedDbHosts: string[];
-  engine: Engine;
-  batchSize: number;
-  progressInterval: number;
-  connectTimeoutSeconds: number;
-  gzip: boolean;
-  /** After a successful backup, keep only this many complete sets in its folder. */
-  keepLast: number | undefined;
-  /** `Host` names served without a token, besides localhost, 127.0.0.1 and [::1]. */
-  allowedHosts: string[];
-  /** Backups and restores that run at once; more wait in the queue. */
-  jobConcurrency: number;
-  /** Jobs that may wait; beyond it a request is refused with 503 and `can_retry`. */
-  jobQueueLimit: number;
-  /** Seconds a job may run before it is stopped and cleaned up. */
-  jobDeadlineSeconds: number;
-  /** Seconds a client has to send a request's headers. */
-  headerTimeoutSeconds: number;
-  /** Seconds an idle keep-alive connection stays open. */
-  idleTimeoutSeconds: number;
+/** How tables are exported: `COPY` or a server-side cursor. */
+export const ENGINES = ["copy", "cursor"] as const;
+/** An export engine. */
+export type Engine = typeof ENGINES[number];
+
+/** Table names are plain lower-case identifiers, optionally schema-qualified. */
+const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$/;
+
+/** Every failure of a value reads "must be <phrase>". */
+const must = (phrase: string) => ({ error: phrase });
+
+const text = z.string(must("a non-empty string")).min(1, must("a non-empty string"));
+const flag = z.boolean(must("true or false"));
+const count = (max: number) => {
+  const phrase = must(`a whole number from 1 to ${max}`);
+  return z.number(phrase).int(phrase).min(1, phrase).max(max, phrase);
+};
+const tableList = z.array(
+  z.string(must("a list of lower-case table names")).regex(
+    TABLE_NAME,
+    must("a list of lower-case table names"),
+  ),
+  must("a list of lower-case table names"),
+);
+const folderName = z
+  .string(must("a plain folder name"))
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, must("a plain folder name"))
+  .refine((name) => !/^\.+$/.test(name), must("a plain folder name"));
+
+const dbHostList = z.array(
+  z.string(must("a list of host names or IP addresses")),
+  must("a list of host names or IP addresses"),
+);
+/** A host name or IP literal as a `Host` header carries it, without the port. */
+const HOST_NAME = /^([a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*|\[[0-9a-f:.]{2,45}\])$/;
+const httpHostPhrase = must('a list of host names without a port, such as ["backup.internal"]');
+const httpHostList = z.array(
+  z.string(httpHostPhrase).refine((host) => HOST_NAME.test(host.toLowerCase()), httpHostPhrase)
+    .transform((host) => host.toLowerCase()),
+  httpHostPhrase,
+);
+
+/** A problem that is a whole clause of its own, not a "must be" phrase. */
+const CLAUSE = { clause: true };
+const timestampFormat = z.string(must("a string")).check((context) => {
+  const problem = validateTimestampFormat(context.value);
+  if (problem) {
+    context.issues.push({ code: "custom", message: problem, input: context.value, params: CLAUSE });
+  }
+});
+
+/**
+ * One setting. `finish`, when given, turns the checked value into the one
+ * used, with sentences naming the setting as the user wrote it.
+ */
+function setting<K extends string, S extends z.ZodType>(
+  key: K,
+  schema: S,
+  description: string,
+  finish?: (value: z.output<S>, name: string) => z.output<S>,
+) {
+  return { key, schema: schema.meta({ description }) as S, description, finish };
 }
 
-/** The original API's defaults. */
+/** Config file keys (snake_case, as in JSON) and the setting each fills, in the file's terms. */
+export const SETTINGS = {
+  data_dir: setting("dataDir", text, "The data folder; backups go under it."),
+  tables: setting("tables", tableList, "The tables a backup holds."),
+  truncate_tables: setting("truncateTables", tableList, "The tables a truncate empties."),
+  timestamp_format: setting(
+    "timestampFormat",
+    timestampFormat,
+    "The stamp in file names: %Y %m %d %H %M %S, letters, digits, `_` and `-`; must hold %S.",
+  ),
+  backup_folder_name: setting("folderName", folderName, "The backup folder's name."),
+  db_connection: setting("database", text, "The default database's connection string."),
+  token: setting("token", text, "The bearer token the HTTP door requires."),
+  allow_request_db_connection: setting(
+    "allowRequestDbConnection",
+    flag,
+    "Whether requests may name their own database.",
+  ),
+  allowed_db_hosts: setting(
+    "allowedDbHosts",
+    dbHostList,
+    "Hosts a request's `db_connection` may name besides loopback and the default database's.",
+    (hosts, name) => hosts.map((host) => normalizeHost(host, `Config setting ${name}`, true)),
+  ),
+  engine: setting("engine", z.enum(ENGINES, must('"copy" or "cursor"')), "The export engine."),
+  batch_size: setting("batchSize", count(1_000_000), "Rows per batch of the cursor engine."),
+  progress_interval: setting(
+    "progressInterval",
+    count(1_000_000_000),
+    "Rows between progress lines in the log.",
+  ),
+  connect_timeout: setting("connectTimeoutSeconds", count(3600), "Seconds to wait for a login."),
+  gzip: setting("gzip", flag, "Write `.csv.gz` files."),
+  keep_last: setting(
+    "keepLast",
+    count(100_000),
+    "After a successful backup, keep only this many complete sets in its folder.",
+  ),
+  allowed_hosts: setting(
+    "allowedHosts",
+    httpHostList,
+    "`Host` names served without a token, besides localhost, 127.0.0.1 and [::1].",
+  ),
+  job_concurrency: setting(
+    "jobConcurrency",
+    count(64),
+    "Backups and restores that run at once; more wait in the queue.",
+  ),
+  job_queue_limit: setting(
+    "jobQueueLimit",
+    count(10_000),
+    "Jobs that may wait; beyond it a request is refused with 503 and `can_retry`.",
+  ),
+  job_deadline: setting(
+    "jobDeadlineSeconds",
+    count(7 * 86400),
+    "Seconds a job may run before it is stopped and cleaned up.",
+  ),
+  header_timeout: setting(
+    "headerTimeoutSeconds",
+    count(3600),
+    "Seconds a client has to send a request's headers.",
+  ),
+  idle_timeout: setting(
+    "idleTimeoutSeconds",
+    count(3600),
+    "Seconds an idle keep-alive connection stays open.",
+  ),
+};
+
+type Settings = typeof SETTINGS;
+/** Settings that have no default value. */
+type Unset = "db_connection" | "token" | "keep_last";
+
+/** Every setting, with defaults filled in. */
+export type Config = {
+  -readonly [N in keyof Settings as Settings[N]["key"]]:
+    | z.output<Settings[N]["schema"]>
+    | (N extends Unset ? undefined : never);
+};
+
+/** The defaults. `database` undefined means `DATABASE_URL`, then libpq's `PG*` variables. */
 export const DEFAULT_CONFIG: Config = {
   dataDir: "data_pipeline/training_data",
   tables: ["langchain_pg_collection", "langchain_pg_embedding"],
@@ -70,128 +185,67 @@ export const DEFAULT_CONFIG: Config = {
   idleTimeoutSeconds: 5,
 };
 
-/** Table names are plain lower-case identifiers, optionally schema-qualified. */
-const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$/;
-
-type Check = (value: unknown, key: string) => unknown;
-
-function fail(key: string, expected: string): never {
-  throw new BackupError(
-    "INVALID_PARAMS",
-    `Config setting ${key} must be ${expected}.`,
-  );
-}
-
-const text: Check = (v, k) => typeof v === "string" && v !== "" ? v : fail(k, "a non-empty string");
-const flag: Check = (v, k) => typeof v === "boolean" ? v : fail(k, "true or false");
-const count = (max: number): Check => (v, k) =>
-  Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max
-    ? v
-    : fail(k, `a whole number from 1 to ${max}`);
-const tableList: Check = (v, k) =>
-  Array.isArray(v) &&
-    v.every((t) => typeof t === "string" && TABLE_NAME.test(t))
-    ? v
-    : fail(k, "a list of lower-case table names");
-const dbHostList: Check = (v, k) => {
-  if (!Array.isArray(v) || !v.every((h) => typeof h === "string")) {
-    fail(k, "a list of host names or IP addresses");
-  }
-  return (v as string[]).map((host) => normalizeHost(host, `Config setting ${k}`, true));
-};
-/** A host name or IP literal as a `Host` header carries it, without the port. */
-const HOST_NAME = /^([a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*|\[[0-9a-f:.]{2,45}\])$/;
-const httpHostList: Check = (v, k) =>
-  Array.isArray(v) && v.every((h) => typeof h === "string" && HOST_NAME.test(h.toLowerCase()))
-    ? v.map((h: string) => h.toLowerCase())
-    : fail(k, 'a list of host names without a port, such as ["backup.internal"]');
-const engine: Check = (v, k) => v === "copy" || v === "cursor" ? v : fail(k, '"copy" or "cursor"');
-const folderName: Check = (v, k) =>
-  typeof v === "string" && /^[A-Za-z0-9_.-]{1,64}$/.test(v) && !/^\.+$/.test(v)
-    ? v
-    : fail(k, "a plain folder name");
-const timestampFormat: Check = (v, k) => {
-  if (typeof v !== "string") fail(k, "a string");
-  const problem = validateTimestampFormat(v as string);
-  if (problem) {
-    throw new BackupError("INVALID_PARAMS", `Config setting ${problem}.`);
-  }
-  return v;
-};
-
-/** Config file keys (snake_case, as in JSON) and the setting each fills. */
-const FILE_KEYS: Record<string, [keyof Config, Check]> = {
-  data_dir: ["dataDir", text],
-  tables: ["tables", tableList],
-  truncate_tables: ["truncateTables", tableList],
-  timestamp_format: ["timestampFormat", timestampFormat],
-  backup_folder_name: ["folderName", folderName],
-  db_connection: ["database", text],
-  token: ["token", text],
-  allow_request_db_connection: ["allowRequestDbConnection", flag],
-  allowed_db_hosts: ["allowedDbHosts", dbHostList],
-  engine: ["engine", engine],
-  batch_size: ["batchSize", count(1_000_000)],
-  progress_interval: ["progressInterval", count(1_000_000_000)],
-  connect_timeout: ["connectTimeoutSeconds", count(3600)],
-  gzip: ["gzip", flag],
-  keep_last: ["keepLast", count(100_000)],
-  allowed_hosts: ["allowedHosts", httpHostList],
-  job_concurrency: ["jobConcurrency", count(64)],
-  job_queue_limit: ["jobQueueLimit", count(10_000)],
-  job_deadline: ["jobDeadlineSeconds", count(7 * 86400)],
-  header_timeout: ["headerTimeoutSeconds", count(3600)],
-  idle_timeout: ["idleTimeoutSeconds", count(3600)],
-};
+/** The config file: a JSON object of the settings above, all optional, nothing else. */
+export const ConfigFile = z.strictObject(
+  Object.fromEntries(
+    Object.entries(SETTINGS).map(([name, { schema }]) => [name, schema.optional()]),
+  ),
+).meta({ description: "The JSON config file given with `--config`." });
 
 /** Settings given as camelCase values, e.g. from flags; undefined means "not given". */
 export type ConfigOverrides = { [K in keyof Config]?: unknown };
 
+/** Checks one setting's value; `name` is how the user wrote it (file key or flag). */
+function check(
+  name: string,
+  { schema, finish }: Settings[keyof Settings],
+  value: unknown,
+): unknown {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) {
+    return finish
+      ? (finish as (value: unknown, name: string) => unknown)(parsed.data, name)
+      : parsed.data;
+  }
+  const issue = parsed.error.issues[0];
+  throw new BackupError(
+    "INVALID_PARAMS",
+    issue.code === "custom" && issue.params?.clause
+      ? `Config setting ${issue.message}.`
+      : `Config setting ${name} must be ${issue.message}.`,
+  );
+}
+
 /**
  * Merges defaults, the config file's JSON and overrides into a checked
- * `Config`. Unknown config keys and wrong types are `INVALID_PARAMS`.
+ * `Config`. File keys are checked in the file's order, then overrides
+ * (named by their flag) in the table's order; the first mistake is an
+ * `INVALID_PARAMS` with its sentence.
  */
-export function buildConfig(
-  fileJson: unknown,
-  overrides: ConfigOverrides = {},
-): Config {
-  const config: Config = { ...DEFAULT_CONFIG };
-  const assign = (
-    key: keyof Config,
-    check: Check,
-    value: unknown,
-    name: string,
-  ) => {
-    (config as unknown as Record<string, unknown>)[key] = check(value, name);
-  };
+export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}): Config {
+  const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
   if (fileJson !== undefined) {
-    if (
-      typeof fileJson !== "object" || fileJson === null ||
-      Array.isArray(fileJson)
-    ) {
-      throw new BackupError(
-        "INVALID_PARAMS",
-        "The config file must hold one JSON object.",
-      );
+    if (!isPlainObject(fileJson)) {
+      throw new BackupError("INVALID_PARAMS", "The config file must hold one JSON object.");
     }
     for (const [name, value] of Object.entries(fileJson)) {
-      const entry = FILE_KEYS[name];
-      if (!entry) {
+      if (!Object.hasOwn(SETTINGS, name)) {
         throw new BackupError(
           "INVALID_PARAMS",
-          `Unknown config setting ${name}; known settings: ${Object.keys(FILE_KEYS).join(", ")}.`,
+          `Unknown config setting ${name}; known settings: ${Object.keys(SETTINGS).join(", ")}.`,
         );
       }
-      assign(entry[0], entry[1], value, name);
+      const entry = SETTINGS[name as keyof Settings];
+      config[entry.key] = check(name, entry, value);
     }
   }
-  for (const [name, [key, check]] of Object.entries(FILE_KEYS)) {
-    const value = overrides[key];
+  for (const [name, entry] of Object.entries(SETTINGS)) {
+    const value = overrides[entry.key];
     if (value !== undefined) {
-      assign(key, check, value, `--${name.replaceAll("_", "-")}`);
+      config[entry.key] = check(`--${name.replaceAll("_", "-")}`, entry, value);
     }
   }
-  return config;
+  return config as Config;
 }
 
 /** The settings that name backup sets on disk. */

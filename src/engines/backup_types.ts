@@ -10,8 +10,9 @@ import type { DatabaseTarget } from "../database/database.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import type { Logger } from "../util/log.ts";
 
-/** How rows leave the database: PostgreSQL's COPY, or a cursor for poolers that block COPY. */
-export type Engine = "copy" | "cursor";
+import type { Engine } from "../contract/config.ts";
+
+export type { Engine };
 
 /** Progress of one table: at each milestone, live in between, and at its end. */
 export interface TableProgress {

@@ -11,8 +11,19 @@
  * @module
  */
 
-/** Checks a value and returns it typed, or throws a `ManifestError`. */
-type Shape<T> = (value: unknown, where: string) => T;
+/**
+ * Checks a value and returns it typed, or throws a `ManifestError`; `schema`
+ * is the same shape as JSON Schema, for the API document.
+ */
+type Shape<T> = ((value: unknown, where: string) => T) & { schema: JsonSchema };
+
+/** A JSON Schema (draft 2020-12) object. */
+export type JsonSchema = Record<string, unknown>;
+
+/** A check together with the JSON Schema that says the same. */
+function shape<T>(check: (value: unknown, where: string) => T, schema: JsonSchema): Shape<T> {
+  return Object.assign(check, { schema });
+}
 
 /** The type a shape checks. */
 type Infer<S> = S extends Shape<infer T> ? T : never;
@@ -24,43 +35,75 @@ function refuse(where: string, expected: string): never {
   throw new ManifestError(`${where} must be ${expected}`);
 }
 
-const text: Shape<string> = (v, w) =>
-  typeof v === "string" && v.length <= 4096 ? v : refuse(w, "a string");
-const flag: Shape<boolean> = (v, w) => typeof v === "boolean" ? v : refuse(w, "true or false");
-const count: Shape<number> = (v, w) =>
-  Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : refuse(w, "a whole number ≥ 0");
-const sha256: Shape<string> = (v, w) =>
-  typeof v === "string" && /^[0-9a-f]{64}$/.test(v) ? v : refuse(w, "a hex SHA-256");
+const text: Shape<string> = shape(
+  (v, w) => typeof v === "string" && v.length <= 4096 ? v : refuse(w, "a string"),
+  { type: "string", maxLength: 4096 },
+);
+const flag: Shape<boolean> = shape(
+  (v, w) => typeof v === "boolean" ? v : refuse(w, "true or false"),
+  { type: "boolean" },
+);
+const count: Shape<number> = shape(
+  (v, w) =>
+    Number.isSafeInteger(v) && (v as number) >= 0 ? v as number : refuse(w, "a whole number ≥ 0"),
+  { type: "integer", minimum: 0 },
+);
+const SHA256 = /^[0-9a-f]{64}$/;
+const sha256: Shape<string> = shape(
+  (v, w) => typeof v === "string" && SHA256.test(v) ? v : refuse(w, "a hex SHA-256"),
+  { type: "string", pattern: SHA256.source },
+);
 /** An ISO 8601 time with its UTC offset, as `isoTimestamp` writes it. */
-const instant: Shape<string> = (v, w) =>
-  typeof v === "string" &&
-    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/.test(v) &&
-    !Number.isNaN(Date.parse(v))
-    ? v
-    : refuse(w, "a time such as 2025-07-21T23:49:14+08:00");
+const INSTANT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+const instant: Shape<string> = shape(
+  (v, w) =>
+    typeof v === "string" && INSTANT.test(v) && !Number.isNaN(Date.parse(v))
+      ? v
+      : refuse(w, "a time such as 2025-07-21T23:49:14+08:00"),
+  { type: "string", pattern: INSTANT.source },
+);
 
 function literal<const T extends string>(...values: T[]): Shape<T> {
-  return (v, w) =>
-    values.includes(v as T) ? v as T : refuse(w, values.map((x) => JSON.stringify(x)).join(" or "));
+  return shape(
+    (v, w) =>
+      values.includes(v as T)
+        ? v as T
+        : refuse(w, values.map((x) => JSON.stringify(x)).join(" or ")),
+    { enum: values },
+  );
 }
 
-function nullable<T>(shape: Shape<T>): Shape<T | null> {
-  return (v, w) => v === null ? null : shape(v, w);
+function nullable<T>(inner: Shape<T>): Shape<T | null> {
+  return shape(
+    (v, w) => v === null ? null : inner(v, w),
+    { anyOf: [inner.schema, { type: "null" }] },
+  );
 }
 
 function list<T>(item: Shape<T>, min = 0): Shape<T[]> {
-  return (v, w) => {
+  return shape((v, w) => {
     if (!Array.isArray(v) || v.length < min || v.length > 10_000) {
       refuse(w, min > 0 ? "a non-empty list" : "a list");
     }
     return v.map((x, i) => item(x, `${w}[${i}]`));
-  };
+  }, {
+    type: "array",
+    items: item.schema,
+    ...(min > 0 ? { minItems: min } : {}),
+    maxItems: 10_000,
+  });
 }
 
 function object<F extends Record<string, Shape<unknown>>>(
   fields: F,
 ): Shape<{ [K in keyof F]: Infer<F[K]> }> {
-  return (v, w) => {
+  const schema = {
+    type: "object",
+    properties: Object.fromEntries(Object.entries(fields).map(([key, f]) => [key, f.schema])),
+    required: Object.keys(fields),
+    additionalProperties: false,
+  };
+  return shape((v, w) => {
     if (typeof v !== "object" || v === null || Array.isArray(v)) refuse(w, "an object");
     const record = v as Record<string, unknown>;
     for (const key of Object.keys(record)) {
@@ -73,7 +116,7 @@ function object<F extends Record<string, Shape<unknown>>>(
       out[key] = shape(record[key], `${w}.${key}`);
     }
     return out as { [K in keyof F]: Infer<F[K]> };
-  };
+  }, schema);
 }
 
 const COLUMN = object({ name: text, type: text });
@@ -115,6 +158,13 @@ export type ManifestTable = Infer<typeof TABLE>;
 
 /** The whole manifest. */
 export type Manifest = Infer<typeof MANIFEST>;
+
+/** The manifest's JSON Schema, from the same definition, for the API document. */
+export const MANIFEST_SCHEMA: JsonSchema = {
+  ...MANIFEST.schema,
+  description: "`manifest_<stamp>.json`: what a set holds, so restores can prove the files " +
+    "are intact.",
+};
 
 /** What a manifest found in a folder must agree with besides its shape. */
 export interface ManifestExpectations {

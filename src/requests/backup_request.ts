@@ -1,6 +1,6 @@
 /**
- * A backup request as both doors receive it: strict validation of the
- * original API's four fields, the choice of database and folder, then the run.
+ * A backup request as both doors hand it on (checked by the contract in
+ * `contract/requests.ts`): the choice of database and folder, then the run.
  * The HTTP body and the CLI flags become the same `BackupRequest`, so the
  * two doors cannot drift apart.
  *
@@ -10,6 +10,7 @@
 import { type BackupResult, runBackup, type TableProgress } from "../engines/backup.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
+import { type BackupRequest as ContractBackupRequest, TASK_ID } from "../contract/requests.ts";
 import { applyRetention } from "../storage/backup_sets.ts";
 import { storageForBackup } from "../storage/open.ts";
 import { parseSetFileName } from "../storage/set_names.ts";
@@ -22,110 +23,18 @@ import {
 } from "../database/connection_string.ts";
 import { type Logger, registerServerSecret } from "../util/log.ts";
 
-/** The API's backup request, validated. */
-export interface BackupRequest {
-  taskId: string | undefined;
-  dbConnection: Connection | undefined;
-  truncate: boolean;
-  backup: boolean;
-  /** Only these LangChain collections; undefined for all. */
-  collections?: string[];
-}
+/** A backup request, validated, with its `db_connection` parsed: what both doors hand on. */
+export type BackupRequest = ContractBackupRequest<Connection>;
 
-const FIELDS = [
-  "task_id",
-  "db_connection",
-  "truncate_vector_tables",
-  "backup_vector_tables",
-  "collection_names",
-];
-/** What a task id may look like: it names a folder, so nothing that could leave one. */
-export const TASK_ID = /^[A-Za-z0-9_]{1,128}$/;
-
-/** Refuses a request with a 400 and a sentence saying what is wrong. */
-export function invalid(message: string): never {
-  throw new BackupError("INVALID_PARAMS", message);
-}
-
-/** Checks a `task_id` from a body, a query or a flag. */
-export function checkTaskId(value: unknown): string {
-  if (typeof value !== "string") invalid("task_id must be a string.");
-  if (!TASK_ID.test(value)) {
-    invalid("task_id may only contain letters, digits and underscores, at most 128 characters.");
-  }
-  return value;
-}
+export { TASK_ID };
 
 /**
- * Checks a parsed JSON body. `null` or `{}` mean all defaults; anything
- * else that is not exactly the API's fields with their types is refused
- * with a sentence naming the field.
+ * Parses a request's `db_connection` once (the contract has checked it is a
+ * string); the value returned is what the host check and the drivers read.
+ * Nothing is remembered: a refused request leaves no trace behind.
  */
-export function parseBackupRequest(body: unknown): BackupRequest {
-  if (body === null || body === undefined) body = {};
-  if (typeof body !== "object" || Array.isArray(body)) {
-    invalid(
-      'The request body must be a JSON object, such as {} or {"task_id": "task_1"}.',
-    );
-  }
-  const fields = body as Record<string, unknown>;
-  for (const name of Object.keys(fields)) {
-    if (!FIELDS.includes(name)) {
-      invalid(
-        `Unknown field ${JSON.stringify(name.slice(0, 64))}; allowed fields: ${FIELDS.join(", ")}.`,
-      );
-    }
-  }
-  const {
-    task_id,
-    db_connection,
-    truncate_vector_tables,
-    backup_vector_tables,
-    collection_names,
-  } = fields;
-  if (task_id !== undefined && task_id !== null) checkTaskId(task_id);
-  const connection = db_connection === undefined || db_connection === null
-    ? undefined
-    : parseDbConnection(db_connection);
-  for (
-    const [name, value] of [
-      ["truncate_vector_tables", truncate_vector_tables],
-      ["backup_vector_tables", backup_vector_tables],
-    ] as const
-  ) {
-    if (value !== undefined && typeof value !== "boolean") {
-      invalid(`${name} must be true or false.`);
-    }
-  }
-  if (collection_names !== undefined) checkCollectionNames(collection_names);
-  return {
-    collections: collection_names as string[] | undefined,
-    taskId: (task_id ?? undefined) as string | undefined,
-    dbConnection: connection,
-    truncate: truncate_vector_tables === true,
-    backup: backup_vector_tables !== false,
-  };
-}
-
-/** A non-empty list of distinct collection names, each a non-empty string. */
-function checkCollectionNames(names: unknown): void {
-  if (
-    !Array.isArray(names) || names.length === 0 || names.length > 1000 ||
-    !names.every((n) => typeof n === "string" && n.length > 0 && n.length <= 1000) ||
-    new Set(names).size !== names.length
-  ) {
-    invalid("collection_names must be a non-empty list of distinct collection names.");
-  }
-}
-
-/**
- * Parses a request's `db_connection` once; the value returned is what the
- * host check and the drivers read. Nothing is remembered: a refused request
- * leaves no trace behind.
- */
-export function parseDbConnection(value: unknown, name = "db_connection"): Connection {
-  if (typeof value !== "string") invalid(`${name} must be a string.`);
-  return parseConnectionString(value, name, "request");
+export function parseDbConnection(text: string, name = "db_connection"): Connection {
+  return parseConnectionString(text, name, "request");
 }
 
 /** What a door may pass along: where logs go and who hears progress. */

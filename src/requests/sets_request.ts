@@ -8,7 +8,7 @@
  */
 
 import { TASK_ID } from "./backup_request.ts";
-import type { ListRequest } from "./restore_request.ts";
+import type { ListRequest } from "../contract/requests.ts";
 import {
   type BackupSet,
   deleteSet,

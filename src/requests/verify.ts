@@ -6,7 +6,8 @@
  * @module
  */
 
-import { checkTaskId } from "./backup_request.ts";
+import { TaskId } from "../contract/requests.ts";
+import { field } from "../contract/schema.ts";
 import { type FileCheck, listFolder, verifySet } from "../storage/backup_sets.ts";
 import { storageAtPath, storageForReading } from "../storage/open.ts";
 import { type Config, setNaming } from "../contract/config.ts";
@@ -46,7 +47,7 @@ export async function verifyBackups(request: VerifyRequest, config: Config): Pro
     throw new BackupError("INVALID_PARAMS", "Give --task-id or --path, not both.");
   }
   // The same rule as every other door: a task id names one folder, never a path.
-  if (request.taskId !== undefined) checkTaskId(request.taskId);
+  if (request.taskId !== undefined) field(TaskId, request.taskId);
   const storage = request.path !== undefined
     ? await storageAtPath(request.path)
     : await storageForReading(config, { taskId: request.taskId });

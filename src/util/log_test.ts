@@ -4,11 +4,11 @@
  */
 
 import assert from "node:assert/strict";
-import { databaseConnection, parseBackupRequest } from "../requests/backup_request.ts";
-import { DEFAULT_CONFIG } from "../contract/config.ts";
+import { databaseConnection, parseDbConnection } from "../requests/backup_request.ts";
+import { DEFAULT_CONFIG, setNaming } from "../contract/config.ts";
+import { parseBackupBody, parseRestoreBody } from "../contract/requests.ts";
 import { BackupError } from "../contract/errors.ts";
 import { jsonLogger, redact, redactionStateSize } from "./log.ts";
-import { parseRestoreRequest } from "../requests/restore_request.ts";
 
 Deno.test("redact masks the password place of any connection string", () => {
   assert.equal(
@@ -64,17 +64,25 @@ Deno.test("20,000 refused requests leave redaction's state as it was", () => {
     const password = `refused-password-${i}`;
     const refusals = [
       // Refused while parsing: an unsupported option.
-      () => parseBackupRequest({ db_connection: `postgresql://u:${password}@h/db?options=x` }),
+      () =>
+        parseBackupBody(
+          { db_connection: `postgresql://u:${password}@h/db?options=x` },
+          parseDbConnection,
+        ),
       // Parsed, then refused by the host check.
       () =>
         databaseConnection(
-          parseBackupRequest({ db_connection: `postgresql://u:${password}@10.0.0.${i % 250}/db` }),
+          parseBackupBody(
+            { db_connection: `postgresql://u:${password}@10.0.0.${i % 250}/db` },
+            parseDbConnection,
+          ).request,
           config,
         ),
       () =>
-        parseRestoreRequest(
+        parseRestoreBody(
           { timestamp: "20250721_234914", db_connection: `postgresql://u:${password}@h/db?x=1` },
-          config,
+          setNaming(config),
+          parseDbConnection,
         ),
     ];
     for (const refuse of refusals) assert.throws(refuse, BackupError);

@@ -7,8 +7,11 @@
  */
 
 import type { BackupResult, Engine } from "../../engines/backup.ts";
-import { checkTaskId, executeBackup, parseBackupRequest } from "../../requests/backup_request.ts";
-import { loadConfig } from "../../contract/config.ts";
+import { executeBackup, parseDbConnection } from "../../requests/backup_request.ts";
+import { checkBackup, checkList, checkRestore, TaskId } from "../../contract/requests.ts";
+import { field } from "../../contract/schema.ts";
+import { SUCCESS } from "../../contract/responses.ts";
+import { loadConfig, setNaming } from "../../contract/config.ts";
 import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
@@ -17,11 +20,7 @@ import { verifyBackups } from "../../requests/verify.ts";
 import { deleteBackupSet, GLOBAL_SCOPE, listBackups } from "../../requests/sets_request.ts";
 import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
-import {
-  executeRestore,
-  parseListQuery,
-  parseRestoreRequest,
-} from "../../requests/restore_request.ts";
+import { executeRestore } from "../../requests/restore_request.ts";
 import type {
   BackupFlags,
   CheckFlags,
@@ -108,12 +107,12 @@ async function runBackupCommand(
       gzip: flags.gzip || undefined,
       keepLast: flags.keep,
     });
-    const request = parseBackupRequest({
-      task_id: flags.taskId,
-      truncate_vector_tables: flags.truncate,
-      backup_vector_tables: !flags.noBackup,
-      collection_names: flags.collections?.length ? flags.collections : undefined,
-    });
+    const request = checkBackup({
+      taskId: flags.taskId,
+      truncate: flags.truncate,
+      backup: !flags.noBackup,
+      collections: flags.collections?.length ? flags.collections : undefined,
+    }, parseDbConnection);
     const result = await executeBackup(request, config, {
       logger: flags.json && !flags.quiet
         ? jsonLogger((l) => io.stderr.write(l + "\n"))
@@ -122,9 +121,7 @@ async function runBackupCommand(
       signal,
     });
     io.stdout(
-      flags.json
-        ? JSON.stringify(successEnvelope("Vector表备份完成", result)) + "\n"
-        : summary(result),
+      flags.json ? JSON.stringify(successEnvelope(SUCCESS.backup, result)) + "\n" : summary(result),
     );
     return 0;
   } catch (error) {
@@ -204,19 +201,23 @@ async function runRestoreCommand(
 ): Promise<number> {
   try {
     const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
-    const request = parseRestoreRequest({
-      task_id: flags.taskId,
-      backup_path: flags.path,
-      timestamp: flags.timestamp,
-      tables: flags.tables?.length ? flags.tables : undefined,
-      truncate_before_restore: flags.truncateBeforeRestore,
-    }, config);
+    const request = checkRestore(
+      {
+        taskId: flags.taskId,
+        backupPath: flags.path,
+        timestamp: flags.timestamp,
+        tables: flags.tables?.length ? flags.tables : undefined,
+        truncateBeforeRestore: flags.truncateBeforeRestore,
+      },
+      setNaming(config),
+      parseDbConnection,
+    );
     const result = await executeRestore(request, config, {
       logger: cliLogger(io, flags.quiet),
       signal,
     });
     if (flags.json) {
-      io.stdout(JSON.stringify(successEnvelope("Vector表恢复完成", result)) + "\n");
+      io.stdout(JSON.stringify(successEnvelope(SUCCESS.restore, result)) + "\n");
     } else {
       const lines = [`Restored set ${result.backup_timestamp} from ${result.backup_directory}`];
       if (result.truncate_performed) lines.push("Emptied the target tables first");
@@ -240,12 +241,10 @@ async function runRestoreCommand(
 export async function listCommand(flags: ListFlags, io: CommandIo = processIo): Promise<number> {
   try {
     const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
-    const query = new URLSearchParams();
-    if (flags.taskId !== undefined) query.set("task_id", flags.taskId);
-    if (flags.globalOnly) query.set("global_only", "true");
-    const listing = await listBackups(parseListQuery(query), config);
+    const request = checkList({ taskId: flags.taskId || undefined, globalOnly: flags.globalOnly });
+    const listing = await listBackups(request, config);
     if (flags.json) {
-      io.stdout(JSON.stringify(successEnvelope("备份列表获取成功", listing)) + "\n");
+      io.stdout(JSON.stringify(successEnvelope(SUCCESS.listing, listing)) + "\n");
       return 0;
     }
     const lines = [];
@@ -323,14 +322,14 @@ export async function deleteCommand(
     if ((flags.taskId === undefined) === !flags.global) {
       throw new BackupError("INVALID_PARAMS", "Give either --task-id ID or --global.");
     }
-    if (flags.taskId !== undefined) checkTaskId(flags.taskId);
+    if (flags.taskId !== undefined) field(TaskId, flags.taskId);
     if (flags.timestamp === undefined) {
       throw new BackupError("INVALID_PARAMS", "--timestamp is required.");
     }
     const deleted = await deleteBackupSet(flags.taskId ?? GLOBAL_SCOPE, flags.timestamp, config);
     io.stdout(
       flags.json
-        ? JSON.stringify(successEnvelope("备份已删除", deleted)) + "\n"
+        ? JSON.stringify(successEnvelope(SUCCESS.deletion, deleted)) + "\n"
         : `Deleted set ${deleted.timestamp} from ${deleted.backup_directory}: ${
           deleted.deleted_files.join(", ")
         }\n`,

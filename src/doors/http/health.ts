@@ -12,6 +12,7 @@ import type { Config } from "../../contract/config.ts";
 import { connect } from "../../database/database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
+import { SUCCESS } from "../../contract/responses.ts";
 import { isoTimestamp } from "../../util/format.ts";
 import type { Logger } from "../../util/log.ts";
 
@@ -56,7 +57,7 @@ async function checkOnce(config: Config, logger: Logger): Promise<Envelope> {
     logger.warn("health check failed", { error: failure.message });
     return errorEnvelope(publicFailure(failure));
   }
-  return successEnvelope("服务正常", {
+  return successEnvelope(SUCCESS.health, {
     status: "ok",
     database: "reachable",
     timestamp: isoTimestamp(new Date()),

@@ -9,36 +9,21 @@
 
 import type { TableProgress } from "../../engines/backup.ts";
 import type { Envelope } from "../../contract/envelope.ts";
+import type {
+  JobState,
+  JobTableProgress,
+  JobView as JobViewShape,
+} from "../../contract/responses.ts";
 import { BackupError } from "../../contract/errors.ts";
 import { isoTimestamp } from "../../util/format.ts";
 
-/** Where a job is in its life. */
-export type JobState = "queued" | "running" | "succeeded" | "failed";
+export type { JobState, JobTableProgress };
 
-/** One table's progress, as job status shows it. */
-export interface JobTableProgress {
-  rows: number;
-  /** From `pg_class.reltuples`; null when the table was never analyzed. */
-  estimated_rows: number | null;
-  bytes: number;
-  rows_per_second: number;
-  elapsed: number;
-  done: boolean;
-}
-
-/** What `GET .../jobs/<job_id>` answers. */
-export interface JobView {
-  job_id: string;
-  kind: "backup" | "restore";
-  state: JobState;
-  task_id: string | null;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  progress: Record<string, JobTableProgress>;
-  /** The envelope a synchronous call answers, once the job is finished. */
-  result: Envelope | null;
-}
+/**
+ * What `GET .../jobs/<job_id>` answers; `result` is the envelope a
+ * synchronous call answers, once the job is finished.
+ */
+export type JobView = Omit<JobViewShape, "result"> & { result: Envelope | null };
 
 /** Finished jobs kept for polling; older ones are forgotten. */
 const FINISHED_KEPT = 100;

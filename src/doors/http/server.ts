@@ -10,24 +10,27 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TableProgress } from "../../engines/backup.ts";
 import {
-  parseBackupRequest,
+  parseDbConnection,
   prepareBackup,
   runPreparedBackup,
 } from "../../requests/backup_request.ts";
-import type { Config } from "../../contract/config.ts";
+import { type Config, setNaming } from "../../contract/config.ts";
+import {
+  parseBackupBody,
+  parseDeletePath,
+  parseDownloadPath,
+  parseListQuery,
+  parseRestoreBody,
+} from "../../contract/requests.ts";
+import { SUCCESS } from "../../contract/responses.ts";
+import { openApiDocument } from "../../contract/openapi.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
 import { sharedHealthCheck } from "./health.ts";
 import { checkHost, checkJsonType, checkOrigin, unsupportedType } from "./guard.ts";
 import { listen, type Listening } from "./listener.ts";
 import { JobRegistry } from "./jobs.ts";
-import { OPENAPI } from "./openapi.ts";
-import {
-  parseListQuery,
-  parseRestoreRequest,
-  prepareRestore,
-  runPreparedRestore,
-} from "../../requests/restore_request.ts";
+import { prepareRestore, runPreparedRestore } from "../../requests/restore_request.ts";
 import {
   deleteBackupSet,
   listBackups,
@@ -58,12 +61,13 @@ type Handler = (
   params: Record<string, string | undefined>,
 ) => Promise<Response>;
 
-interface Route {
+export interface Route {
   pattern: URLPattern;
   methods: Record<string, Handler>;
 }
 
-const ROUTES: Route[] = [
+/** Every endpoint: its path pattern and the handler of each method (the OpenAPI test reads it). */
+export const ROUTES: Route[] = [
   { pattern: new URLPattern({ pathname: `${API}/backup` }), methods: { POST: handleBackup } },
   { pattern: new URLPattern({ pathname: `${API}/restore` }), methods: { POST: handleRestore } },
   { pattern: new URLPattern({ pathname: `${API}/restore/list` }), methods: { GET: handleList } },
@@ -159,21 +163,6 @@ async function route(
 }
 
 /**
- * Takes the `async` flag off a body (the request parsers know only their
- * own fields): true means "answer 202 with a job id now".
- */
-function splitAsync(body: unknown): { isAsync: boolean; rest: unknown } {
-  if (typeof body !== "object" || body === null || Array.isArray(body) || !("async" in body)) {
-    return { isAsync: false, rest: body };
-  }
-  const { async: flag, ...rest } = body as Record<string, unknown>;
-  if (typeof flag !== "boolean") {
-    throw new BackupError("INVALID_PARAMS", "async must be true or false.");
-  }
-  return { isAsync: flag, rest };
-}
-
-/**
  * Runs prepared work as a job. A synchronous call awaits the job and answers
  * its envelope; an async one answers 202 with the job id at once.
  */
@@ -200,7 +189,7 @@ async function runAsJob(
       ),
     ));
   if (!isAsync) return json(await done);
-  return json(successEnvelope("任务已创建", {
+  return json(successEnvelope(SUCCESS.jobAccepted, {
     job_id: job.job_id,
     kind,
     state: job.state,
@@ -209,8 +198,11 @@ async function runAsJob(
 }
 
 async function handleBackup(request: Request, context: ServerContext): Promise<Response> {
-  const { isAsync, rest } = splitAsync(await readJsonBody(request));
-  const prepared = await prepareBackup(parseBackupRequest(rest), context.config);
+  const { request: backupRequest, isAsync } = parseBackupBody(
+    await readJsonBody(request),
+    parseDbConnection,
+  );
+  const prepared = await prepareBackup(backupRequest, context.config);
   return await runAsJob(
     context,
     "backup",
@@ -218,15 +210,18 @@ async function handleBackup(request: Request, context: ServerContext): Promise<R
     isAsync,
     async (onProgress, signal) =>
       successEnvelope(
-        "Vector表备份完成",
+        SUCCESS.backup,
         await runPreparedBackup(prepared, { logger: context.logger, signal, onProgress }),
       ),
   );
 }
 
 async function handleRestore(request: Request, context: ServerContext): Promise<Response> {
-  const { isAsync, rest } = splitAsync(await readJsonBody(request));
-  const restoreRequest = parseRestoreRequest(rest, context.config);
+  const { request: restoreRequest, isAsync } = parseRestoreBody(
+    await readJsonBody(request),
+    setNaming(context.config),
+    parseDbConnection,
+  );
   const prepared = await prepareRestore(restoreRequest, context.config);
   return await runAsJob(
     context,
@@ -235,7 +230,7 @@ async function handleRestore(request: Request, context: ServerContext): Promise<
     isAsync,
     async (_onProgress, signal) =>
       successEnvelope(
-        "Vector表恢复完成",
+        SUCCESS.restore,
         await runPreparedRestore(prepared, { logger: context.logger, signal }),
       ),
   );
@@ -253,12 +248,12 @@ function handleJob(
       `No job ${(params.id ?? "").slice(0, 64)}; finished jobs are kept for the last 100 only.`,
     );
   }
-  return Promise.resolve(json(successEnvelope("任务状态", job)));
+  return Promise.resolve(json(successEnvelope(SUCCESS.job, job)));
 }
 
 function handleJobs(_request: Request, context: ServerContext): Promise<Response> {
   const jobs = context.jobs.list();
-  return Promise.resolve(json(successEnvelope("任务列表", { jobs, total: jobs.length })));
+  return Promise.resolve(json(successEnvelope(SUCCESS.jobList, { jobs, total: jobs.length })));
 }
 
 async function handleDelete(
@@ -266,14 +261,17 @@ async function handleDelete(
   context: ServerContext,
   params: Record<string, string | undefined>,
 ): Promise<Response> {
-  const deleted = await deleteBackupSet(params.scope ?? "", params.timestamp ?? "", context.config);
-  return json(successEnvelope("备份已删除", deleted));
+  const scope = params.scope ?? "";
+  // The URL's syntax first: a path that cannot name a set is a 404 before any disk access.
+  const { timestamp } = parseDeletePath(scope, params.timestamp ?? "", setNaming(context.config));
+  const deleted = await deleteBackupSet(scope, timestamp, context.config);
+  return json(successEnvelope(SUCCESS.deletion, deleted));
 }
 
 async function handleList(request: Request, context: ServerContext): Promise<Response> {
   const listRequest = parseListQuery(new URL(request.url).searchParams);
   const listing = await listBackups(listRequest, context.config);
-  return json(successEnvelope("备份列表获取成功", listing));
+  return json(successEnvelope(SUCCESS.listing, listing));
 }
 
 async function handleDownload(
@@ -281,8 +279,10 @@ async function handleDownload(
   context: ServerContext,
   params: Record<string, string | undefined>,
 ): Promise<Response> {
-  const file = params.file ?? "";
-  const opened = await openSetFileForDownload(params.scope ?? "", file, context.config);
+  const scope = params.scope ?? "";
+  // The URL's syntax first: a path that cannot name a file is a 404 before any disk access.
+  const { file } = parseDownloadPath(scope, params.file ?? "");
+  const opened = await openSetFileForDownload(scope, file, context.config);
   const type = file.endsWith(".gz")
     ? "application/gzip"
     : file.endsWith(".json")
@@ -300,7 +300,7 @@ async function handleDownload(
 /** The OpenAPI 3.1 document of these routes: the one answer that is plain JSON, not the envelope. */
 function handleOpenApi(): Promise<Response> {
   return Promise.resolve(
-    new Response(JSON.stringify(OPENAPI), {
+    new Response(JSON.stringify(openApiDocument()), {
       headers: { "content-type": "application/json; charset=utf-8" },
     }),
   );
