@@ -9,9 +9,9 @@
  * @module
  */
 
-import { databaseConnection } from "../requests/backup_request.ts";
 import type { Config } from "../contract/config.ts";
 import { connect, type Sql } from "../database/database.ts";
+import { defaultConnection } from "../database/default_database.ts";
 import { findCollections, tableAccess, tableLayout } from "../langchain/catalog.ts";
 import {
   COLLECTION_TABLE,
@@ -85,7 +85,7 @@ async function checkDatabase(
   let sql;
   try {
     sql = await connect({
-      connection: databaseConnection({ dbConnection: undefined }, config),
+      connection: defaultConnection(config),
       connectTimeoutSeconds: config.connectTimeoutSeconds,
     });
     const [info] = await sql`

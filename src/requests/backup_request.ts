@@ -21,7 +21,8 @@ import {
   normalizeHost,
   parseConnectionString,
 } from "../database/connection_string.ts";
-import { type Logger, registerServerSecret } from "../util/log.ts";
+import { defaultConnection } from "../database/default_database.ts";
+import type { Logger } from "../util/log.ts";
 
 /** A backup request, validated, with its `db_connection` parsed: what both doors hand on. */
 export type BackupRequest = ContractBackupRequest<Connection>;
@@ -74,20 +75,6 @@ export function databaseConnection(
     );
   }
   return requested;
-}
-
-/** The server's own database; its password is never to be shown. */
-function defaultConnection(config: Config): Connection | undefined {
-  const [text, name] = config.database !== undefined
-    ? [config.database, "The configured database"]
-    : [Deno.env.get("DATABASE_URL") || undefined, "DATABASE_URL"];
-  if (text === undefined) {
-    registerServerSecret(Deno.env.get("PGPASSWORD"));
-    return undefined;
-  }
-  const connection = parseConnectionString(text, name, "server");
-  registerServerSecret(connection.password);
-  return connection;
 }
 
 /** The hosts of the default database: its string's host, or those of `PGHOST` (libpq's default: localhost). */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { databaseConnection } from "../../requests/backup_request.ts";
+import { defaultConnection } from "../../database/default_database.ts";
 import type { Config } from "../../contract/config.ts";
 import { connect } from "../../database/database.ts";
 import { type Envelope, errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
@@ -44,7 +44,7 @@ export function sharedHealthCheck(config: Config, logger: Logger): () => Promise
 async function checkOnce(config: Config, logger: Logger): Promise<Envelope> {
   try {
     const sql = await connect({
-      connection: databaseConnection({ dbConnection: undefined }, config),
+      connection: defaultConnection(config),
       connectTimeoutSeconds: Math.min(config.connectTimeoutSeconds, 5),
     });
     try {
