@@ -10,7 +10,8 @@
  */
 
 import { join } from "node:path";
-import type { BackupResult, Engine } from "../../src/engines/backup.ts";
+import type { Engine } from "../../src/engines/backup.ts";
+import type { BackupResult } from "../../src/contract/responses.ts";
 import { COLLECTIONS } from "../fixture.ts";
 import { psqlCopyTo, sha256File } from "./databases.ts";
 import {

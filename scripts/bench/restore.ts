@@ -11,7 +11,7 @@
  */
 
 import { join, relative } from "node:path";
-import type { RestoreResult } from "../../src/engines/restore.ts";
+import type { RestoreResult } from "../../src/contract/responses.ts";
 import { backup } from "./backup.ts";
 import { withSql } from "./databases.ts";
 import { type Bench, type Measurement, type Size, TABLE, type Verdict } from "./measurement.ts";

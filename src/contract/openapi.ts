@@ -21,6 +21,7 @@ import {
   BackupBody,
   DbConnection,
   FileName,
+  GLOBAL_SCOPE,
   JobId,
   ListQuery,
   restoreBody,
@@ -296,7 +297,7 @@ const scopeParameter = (what: string): Schema => ({
   schema: inline(Scope),
   examples: {
     task: { value: TASK },
-    global: { value: "_global" },
+    global: { value: GLOBAL_SCOPE },
   },
 });
 

@@ -15,7 +15,6 @@
 import { z } from "zod";
 import { BackupError } from "./errors.ts";
 import {
-  escapeRegExp,
   field,
   fieldNames,
   invalid,
@@ -24,6 +23,7 @@ import {
   rejectUnknownFields,
   unknownKey,
 } from "./schema.ts";
+import { stampPattern } from "../util/format.ts";
 
 // ---------------------------------------------------------------------------
 // Shared pieces.
@@ -70,19 +70,6 @@ export type ParseConnection<C> = (text: string, field: string) => C;
 export interface SetNaming {
   tables: string[];
   timestampFormat: string;
-}
-
-/** The regular-expression source of the stamps a timestamp format produces. */
-export function stampSource(format: string): string {
-  return format.replace(
-    /%[YmdHMS]|[^%]/g,
-    (part) => part === "%Y" ? "\\d{4}" : part.startsWith("%") ? "\\d{2}" : escapeRegExp(part),
-  );
-}
-
-/** A whole stamp of `format`. */
-export function stampPattern(format: string): RegExp {
-  return new RegExp(`^${stampSource(format)}$`);
 }
 
 /** The `async` flag of both POST bodies: the door's, not the operation's. */

@@ -1,9 +1,10 @@
 /**
  * Every answer, defined once: the envelope, the `data` of each operation,
  * its fixed success sentence, and which `error_type`s each error status
- * carries (derived from `errors.ts`). The engines' result types can be
- * `z.infer`red from here, and `openapi.ts` turns the same definitions into
- * the document's response schemas.
+ * carries (derived from `errors.ts`). The engines' and requests' result
+ * types are `z.infer`red from here and have no other definition;
+ * `openapi.ts` turns the same definitions into the document's response
+ * schemas.
  *
  * Answer objects are open: a client must accept fields beyond those listed.
  *
@@ -13,9 +14,8 @@
 import { z } from "zod";
 import { MESSAGES } from "./envelope.ts";
 import { BackupError, type ErrorType } from "./errors.ts";
-import { DEFAULT_TIMESTAMP_FORMAT } from "../util/format.ts";
+import { DEFAULT_TIMESTAMP_FORMAT, stampPattern } from "../util/format.ts";
 import { ENGINES } from "./config.ts";
-import { stampPattern } from "./requests.ts";
 
 /** The `response` sentence of each success, written once for the doors and the document. */
 export const SUCCESS = {
@@ -357,7 +357,10 @@ export const JobEnvelope = successEnvelope(200, SUCCESS.job, Job);
 export const JobListEnvelope = successEnvelope(200, SUCCESS.jobList, JobList);
 
 /** The result types, for the engines to return. */
+export type TableBackup = z.infer<typeof TableBackup>;
+export type TableTruncate = z.infer<typeof TableTruncate>;
 export type BackupResult = z.infer<typeof BackupResult>;
+export type TableRestore = z.infer<typeof TableRestore>;
 export type RestoreResult = z.infer<typeof RestoreResult>;
 export type Listing = z.infer<typeof Listing>;
 export type ListedSet = z.infer<typeof ListedSet>;

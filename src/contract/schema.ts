@@ -60,11 +60,6 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Escapes a literal text for use inside a regular expression. */
-export function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
-}
-
 /**
  * Tidies zod's JSON Schema for embedding in an OpenAPI document: drops the
  * per-schema `$schema`/`$id` (the document declares its dialect once) and

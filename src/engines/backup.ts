@@ -14,7 +14,8 @@
 
 import { appendBackupLog } from "./backup_log.ts";
 import { exportTable } from "./backup_export.ts";
-import type { BackupOptions, BackupResult, TruncateResult } from "./backup_types.ts";
+import type { BackupOptions } from "./backup_types.ts";
+import type { BackupResult, TableTruncate } from "../contract/responses.ts";
 import {
   connect,
   EXCLUSIVE_LOCK_SQL,
@@ -34,14 +35,7 @@ import {
 import { SetWriter } from "../storage/set_writer.ts";
 import type { FileFacts } from "../storage/storage.ts";
 
-export type {
-  BackupOptions,
-  BackupResult,
-  Engine,
-  TableProgress,
-  TableResult,
-  TruncateResult,
-} from "./backup_types.ts";
+export type { BackupOptions, Engine, TableProgress } from "./backup_types.ts";
 
 /**
  * Runs one backup (and truncate, when asked) and returns the API's
@@ -274,7 +268,7 @@ async function emptyTable(
   table: string,
   rowsBefore: number,
   filter: RowFilter | undefined,
-): Promise<TruncateResult> {
+): Promise<TableTruncate> {
   const started = performance.now();
   const where = filter ? tx`WHERE ${tx(filter.column)} IN ${tx(filter.uuids as string[])}` : tx``;
   if (filter) {

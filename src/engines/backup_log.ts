@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { BackupResult } from "./backup_types.ts";
+import type { BackupResult } from "../contract/responses.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import { redact } from "../util/log.ts";
 

@@ -1,7 +1,8 @@
 /**
- * The backup engine's vocabulary: what a run needs, what it reports, and
- * its progress. Kept apart from the engine so that the doors, the config
- * and the backup log can name these types without importing the engine.
+ * The backup engine's vocabulary: what a run needs and its progress (what
+ * it reports is `BackupResult` in `contract/responses.ts`). Kept apart
+ * from the engine so that the doors and the config can name these types
+ * without importing the engine.
  *
  * @module
  */
@@ -49,41 +50,4 @@ export interface BackupOptions {
   onProgress?: (progress: TableProgress) => void;
   /** Aborting it stops the run; it then cleans up like any failure. */
   signal?: AbortSignal;
-}
-
-/** One table's entry in `tables_backed_up`. */
-export interface TableResult {
-  success: true;
-  row_count: number;
-  file_size: string;
-  backup_file: string;
-  bytes: number;
-  sha256: string;
-  duration: number;
-}
-
-/** One table's entry in `truncate_results`. */
-export interface TruncateResult {
-  success: true;
-  rows_before: number;
-  rows_after: number;
-  duration: number;
-}
-
-/** The fields of the original API's backup answer, plus the manifest and engine. */
-export interface BackupResult {
-  backup_performed: boolean;
-  truncate_performed: boolean;
-  backup_directory: string;
-  tables_backed_up: Record<string, TableResult>;
-  truncate_results: Record<string, TruncateResult>;
-  errors: string[];
-  duration: number;
-  timestamp: string;
-  engine: Engine;
-  manifest_file: string | null;
-  /** Stamps of older sets removed by `keep_last`. */
-  retention_deleted: string[];
-  /** The collections backed up, when the backup was limited to some. */
-  collection_names: string[] | null;
 }

@@ -23,6 +23,7 @@ import type { BackupStorage } from "../storage/storage.ts";
 import { csvHeader, csvParseStream, csvRows, type TextRow } from "../formats/csv.ts";
 import { type DatabaseTarget, type LoadSession, openLoadSession } from "../database/database.ts";
 import { BackupError, classifyError } from "../contract/errors.ts";
+import type { RestoreResult } from "../contract/responses.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
@@ -41,30 +42,6 @@ export interface RestoreOptions {
   naming: SetNaming;
   logger: Logger;
   signal?: AbortSignal;
-}
-
-/** One table's entry in `tables_restored`. */
-export interface TableRestoreResult {
-  success: true;
-  rows_restored: number;
-  backup_file: string;
-  file_size: string;
-  bytes: number;
-  duration: number;
-}
-
-/** The result of a restore, shaped like the backup's. */
-export interface RestoreResult {
-  restore_performed: boolean;
-  truncate_performed: boolean;
-  backup_directory: string;
-  backup_timestamp: string;
-  legacy_set: boolean;
-  tables_restored: Record<string, TableRestoreResult>;
-  warnings: string[];
-  errors: string[];
-  duration: number;
-  timestamp: string;
 }
 
 /**

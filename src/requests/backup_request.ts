@@ -7,10 +7,11 @@
  * @module
  */
 
-import { type BackupResult, runBackup, type TableProgress } from "../engines/backup.ts";
+import { runBackup, type TableProgress } from "../engines/backup.ts";
+import type { BackupResult } from "../contract/responses.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
-import { type BackupRequest as ContractBackupRequest, TASK_ID } from "../contract/requests.ts";
+import type { BackupRequest as ContractBackupRequest } from "../contract/requests.ts";
 import { applyRetention } from "../storage/backup_sets.ts";
 import { storageForBackup } from "../storage/open.ts";
 import { parseSetFileName } from "../storage/set_names.ts";
@@ -26,8 +27,6 @@ import type { Logger } from "../util/log.ts";
 
 /** A backup request, validated, with its `db_connection` parsed: what both doors hand on. */
 export type BackupRequest = ContractBackupRequest<Connection>;
-
-export { TASK_ID };
 
 /**
  * Parses a request's `db_connection` once (the contract has checked it is a

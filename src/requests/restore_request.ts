@@ -11,7 +11,8 @@ import { storageForReading } from "../storage/open.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import type { Connection } from "../database/connection_string.ts";
 import type { RestoreRequest as ContractRestoreRequest } from "../contract/requests.ts";
-import { type RestoreOptions, type RestoreResult, runRestore } from "../engines/restore.ts";
+import { type RestoreOptions, runRestore } from "../engines/restore.ts";
+import type { RestoreResult } from "../contract/responses.ts";
 
 /** A validated restore request, with its `db_connection` parsed. */
 export type RestoreRequest = ContractRestoreRequest<Connection>;

@@ -7,8 +7,14 @@
  * @module
  */
 
-import { TASK_ID } from "./backup_request.ts";
-import type { ListRequest } from "../contract/requests.ts";
+import {
+  deleteNotFound,
+  type ListRequest,
+  parseDeletePath,
+  parseDownloadPath,
+  type ScopedPath,
+  TASK_ID,
+} from "../contract/requests.ts";
 import {
   type BackupSet,
   deleteSet,
@@ -16,37 +22,14 @@ import {
   newestFirst,
   type SetFile,
 } from "../storage/backup_sets.ts";
-import { GLOBAL_SCOPE, isStamp, manifestName } from "../storage/set_names.ts";
+import { manifestName } from "../storage/set_names.ts";
 
-export { GLOBAL_SCOPE } from "../storage/set_names.ts";
 import { storageForReading, taskScopeNames } from "../storage/open.ts";
 import type { BackupStorage } from "../storage/storage.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
+import type { Deletion, ListedSet, Listing } from "../contract/responses.ts";
 import { formatFileSize } from "../util/format.ts";
-
-/** One set in a listing. */
-export interface ListedSet {
-  task_id: string | null;
-  backup_directory: string;
-  timestamp: string;
-  complete: boolean;
-  legacy: boolean;
-  sizes_match: boolean | null;
-  has_log: boolean;
-  files: { table: string; file: string; bytes: number; file_size: string; rows: number | null }[];
-  manifest_file: string | null;
-  total_bytes: number;
-  problems: string[];
-}
-
-/** The listing's answer. */
-export interface Listing {
-  data_directory: string;
-  backup_sets: ListedSet[];
-  total_sets: number;
-  leftovers: { task_id: string | null; backup_directory: string; file: string }[];
-}
 
 /** Every set under the data folder (global and per task), newest first. */
 export async function listBackups(request: ListRequest, config: Config): Promise<Listing> {
@@ -125,18 +108,15 @@ function describe(set: BackupSet, taskId: string | null, hasLog: boolean): Liste
 }
 
 /**
- * The storage a URL names by task id or `_global`; anything that does not
- * lead to one (bad id, missing folder, a link outside) is `notFound()`.
+ * The storage of a scope the contract already read; a folder that does not
+ * lead to one (missing, a link outside) is `notFound()`.
  */
 async function scopeStorage(
-  scope: string,
+  scoped: ScopedPath,
   config: Config,
   notFound: () => BackupError,
 ): Promise<BackupStorage> {
-  if (scope !== GLOBAL_SCOPE && !TASK_ID.test(scope)) throw notFound();
-  return await storageForReading(config, {
-    taskId: scope === GLOBAL_SCOPE ? undefined : scope,
-  }).catch(() => {
+  return await storageForReading(config, scoped).catch(() => {
     throw notFound();
   });
 }
@@ -159,8 +139,7 @@ export async function openSetFileForDownload(
 ): Promise<Download> {
   const notFound = () =>
     new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
-  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(file)) throw notFound();
-  const storage = await scopeStorage(scope, config, notFound);
+  const storage = await scopeStorage(parseDownloadPath(scope, file), config, notFound);
   const { sets } = await listFolder(storage, setNaming(config)).catch(() => {
     throw notFound();
   });
@@ -180,13 +159,6 @@ export async function openSetFileForDownload(
   throw notFound();
 }
 
-/** What a deletion removed. */
-export interface Deletion {
-  backup_directory: string;
-  timestamp: string;
-  deleted_files: string[];
-}
-
 /**
  * Deletes one complete set; `scope` is a task id or `_global`. A set whose
  * manifest is still pending may be being written and is never touched.
@@ -196,13 +168,9 @@ export async function deleteBackupSet(
   timestamp: string,
   config: Config,
 ): Promise<Deletion> {
-  const notFound = () =>
-    new BackupError(
-      "RESOURCE_NOT_FOUND",
-      `No backup set ${timestamp.slice(0, 64)} in ${scope.slice(0, 130)}.`,
-    );
-  if (!isStamp(timestamp, config.timestampFormat)) throw notFound();
-  const storage = await scopeStorage(scope, config, notFound);
+  const notFound = () => deleteNotFound(scope, timestamp);
+  const scoped = parseDeletePath(scope, timestamp, setNaming(config));
+  const storage = await scopeStorage(scoped, config, notFound);
   const { sets } = await listFolder(storage, setNaming(config));
   const set = sets.find((s) => s.stamp === timestamp);
   if (!set) throw notFound();

@@ -8,10 +8,7 @@
  * @module
  */
 
-import { fileTimestamp } from "../util/format.ts";
-
-/** The scope of the backup folder directly under the data folder, in URLs: not a task id. */
-export const GLOBAL_SCOPE = "_global";
+import { fileTimestamp, stampSource } from "../util/format.ts";
 
 /** The human log in each backup folder, one section appended per run. */
 export const BACKUP_LOG_NAME = "vector_backup_log.txt";
@@ -31,20 +28,6 @@ export type SetFileName =
   | { kind: "manifest"; stamp: string }
   /** `manifest_<stamp>.json.tmp`: the set is claimed (being written, or its run was killed). */
   | { kind: "claim"; stamp: string };
-
-/** A regular-expression source matching stamps of the given format. */
-export function stampSource(format: string): string {
-  return format.replace(
-    /%[YmdHMS]|[^%]/g,
-    (part) =>
-      part === "%Y" ? "\\d{4}" : part.startsWith("%") ? "\\d{2}" : part.replace(/[-]/, "\\-"),
-  );
-}
-
-/** Whether `text` is a whole stamp of the given format. */
-export function isStamp(text: string, format: string): boolean {
-  return new RegExp(`^${stampSource(format)}$`).test(text);
-}
 
 /** The stamp of a run started at `date` (local time). */
 export function stampAt(date: Date, format: string): string {

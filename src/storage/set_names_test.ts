@@ -1,12 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import {
-  dataFileName,
-  isStamp,
-  manifestName,
-  parseSetFileName,
-  stampAt,
-  stampTime,
-} from "./set_names.ts";
+import { dataFileName, manifestName, parseSetFileName, stampAt, stampTime } from "./set_names.ts";
+import { stampPattern } from "../util/format.ts";
 
 const FORMAT = "%Y%m%d_%H%M%S";
 
@@ -46,9 +40,9 @@ Deno.test("set names: stamps follow the configured format, and read back as loca
   const date = new Date(2025, 6, 21, 23, 49, 14);
   assertEquals(stampAt(date, FORMAT), "20250721_234914");
   assertEquals(stampAt(date, "%Y-%m-%d-%H%M%S"), "2025-07-21-234914");
-  assertEquals(isStamp("20250721_234914", FORMAT), true);
-  assertEquals(isStamp("20250721_23491", FORMAT), false);
-  assertEquals(isStamp("../20250721_234914", FORMAT), false);
-  assertEquals(isStamp("2025-07-21-234914", "%Y-%m-%d-%H%M%S"), true);
+  assertEquals(stampPattern(FORMAT).test("20250721_234914"), true);
+  assertEquals(stampPattern(FORMAT).test("20250721_23491"), false);
+  assertEquals(stampPattern(FORMAT).test("../20250721_234914"), false);
+  assertEquals(stampPattern("%Y-%m-%d-%H%M%S").test("2025-07-21-234914"), true);
   assertEquals(stampTime("20250721_234914", FORMAT), date.getTime());
 });

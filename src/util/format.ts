@@ -1,7 +1,7 @@
 /**
  * How numbers and times look in answers and file names: the API's
  * `file_size` text, ISO 8601 timestamps with the local UTC offset, and the
- * `YYYYMMDD_HHMMSS` stamp of backup file names.
+ * `YYYYMMDD_HHMMSS` stamp of backup file names (made and matched here).
  *
  * @module
  */
@@ -60,6 +60,24 @@ export function validateTimestampFormat(format: string): string | null {
     return `timestamp_format "${format}" must contain %S`;
   }
   return null;
+}
+
+/** Escapes a literal text for use inside a regular expression. */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+}
+
+/** The regular-expression source of the stamps a timestamp format produces. */
+export function stampSource(format: string): string {
+  return format.replace(
+    /%[YmdHMS]|[^%]/g,
+    (part) => part === "%Y" ? "\\d{4}" : part.startsWith("%") ? "\\d{2}" : escapeRegExp(part),
+  );
+}
+
+/** A whole stamp of `format`. */
+export function stampPattern(format: string): RegExp {
+  return new RegExp(`^${stampSource(format)}$`);
 }
 
 /** Formats the local time with a format accepted by `validateTimestampFormat`. */

@@ -6,18 +6,24 @@
  * @module
  */
 
-import type { BackupResult, Engine } from "../../engines/backup.ts";
+import type { Engine } from "../../engines/backup.ts";
 import { executeBackup, parseDbConnection } from "../../requests/backup_request.ts";
-import { checkBackup, checkList, checkRestore, TaskId } from "../../contract/requests.ts";
+import {
+  checkBackup,
+  checkList,
+  checkRestore,
+  GLOBAL_SCOPE,
+  TaskId,
+} from "../../contract/requests.ts";
 import { field } from "../../contract/schema.ts";
-import { SUCCESS } from "../../contract/responses.ts";
+import { type BackupResult, SUCCESS } from "../../contract/responses.ts";
 import { loadConfig, setNaming } from "../../contract/config.ts";
 import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
 import { formatFileSize } from "../../util/format.ts";
 import { verifyBackups } from "../../requests/verify.ts";
-import { deleteBackupSet, GLOBAL_SCOPE, listBackups } from "../../requests/sets_request.ts";
+import { deleteBackupSet, listBackups } from "../../requests/sets_request.ts";
 import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import { executeRestore } from "../../requests/restore_request.ts";

@@ -96,6 +96,9 @@ const DATA_DIR = {
   help: "data folder (default data_pipeline/training_data)",
 } as const;
 const CONFIG = { type: "string", arg: "FILE", help: "JSON config file" } as const;
+/** `--collection`, as `backup` and `check` both take it; only the help differs. */
+const collection = (help: string) =>
+  ({ type: "string", arg: "NAME", multiple: true, key: "collections", help }) as const;
 const DB = {
   type: "string",
   arg: "URL",
@@ -169,14 +172,9 @@ export const COMMANDS = {
       gzip: { type: "boolean", help: "write .csv.gz" },
       "data-dir": DATA_DIR,
       config: CONFIG,
-      collection: {
-        type: "string",
-        arg: "NAME",
-        multiple: true,
-        key: "collections",
-        help:
-          "only this LangChain collection and its embeddings (repeatable); with --truncate only their embeddings are deleted",
-      },
+      collection: collection(
+        "only this LangChain collection and its embeddings (repeatable); with --truncate only their embeddings are deleted",
+      ),
       keep: {
         type: "integer",
         arg: "N",
@@ -269,14 +267,9 @@ export const COMMANDS = {
     synopsis: "check [options]",
     options: {
       db: DB,
-      collection: {
-        type: "string",
-        arg: "NAME",
-        multiple: true,
-        key: "collections",
-        help:
-          "check for a backup of only this collection (repeatable): it must exist, and emptying needs DELETE instead of TRUNCATE",
-      },
+      collection: collection(
+        "check for a backup of only this collection (repeatable): it must exist, and emptying needs DELETE instead of TRUNCATE",
+      ),
       "data-dir": DATA_DIR,
       config: CONFIG,
       json: { type: "boolean", help: "print the report as an envelope" },
