@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { closedPort, type FakePeer, fakePostgres, httpPeer, silentPeer } from "./fake_postgres.ts";
 import {
   freshDatabase,
+  mainCommand,
   type RunningServer,
   startServer,
   type TestDatabase,
@@ -75,6 +76,8 @@ interface Setup {
   server: RunningServer;
   db: TestDatabase;
   env: Record<string, string>;
+  /** The server's data folder. */
+  dataDir: string;
   /** A complete set of the default database, for restores to name. */
   stamp: string;
 }
@@ -98,7 +101,7 @@ async function withServer(
         assert.equal(backup.status, 200, backup.text);
         const manifest = data(backup).manifest_file as string;
         const stamp = /(\d{8}_\d{6})/.exec(manifest)![1];
-        await fn({ server, db, env, stamp });
+        await fn({ server, db, env, dataDir, stamp });
         assert.ok(
           !server.logs().includes(env.PGPASSWORD),
           "the server's own password is in its log",
@@ -292,6 +295,70 @@ Deno.test("a database that logs in and never answers gets 503 within the deadlin
         assert.equal(data(answer).can_retry, true);
         assert.ok(answer.seconds < DEADLINE_SECONDS + 1.5, `${path}: ${answer.seconds} s`);
       }
+    });
+  });
+});
+
+/** Every file under `dir`, as paths relative to it, except the backup log (each run appends to it). */
+async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, prefix))) {
+    const path = join(prefix, entry.name);
+    if (entry.isDirectory) found.push(...await filesUnder(dir, path));
+    else if (entry.name !== "vector_backup_log.txt") found.push(path);
+  }
+  return found.sort();
+}
+
+Deno.test("a database that answers the login, then stalls on a query, gets 503 within the deadline", async () => {
+  await withServer([], async ({ server, dataDir }) => {
+    await withPeer(fakePostgres({ kind: "stalls" }), async (fake) => {
+      const before = await filesUnder(dataDir);
+      const answer = await post(server, "/backup", {
+        db_connection: `postgresql://u:pw@127.0.0.1:${fake.port}/db`,
+      });
+      assert.equal(fake.log.startups.length, 1, "the fake was not logged in to");
+      assert.equal(answer.status, 503, answer.text);
+      assert.equal(data(answer).error_type, "SERVICE_UNAVAILABLE");
+      assert.equal(data(answer).can_retry, true);
+      assert.ok(answer.seconds < 2 * DEADLINE_SECONDS + 1.5, `answered after ${answer.seconds} s`);
+      assert.deepEqual(await filesUnder(dataDir), before);
+    });
+  });
+});
+
+Deno.test("main.ts backup against a database that stalls after the login exits 4 in bounded time, writing no set file", async () => {
+  await withTempDir(async (dataDir) => {
+    const configPath = join(dataDir, "config.json");
+    await Deno.writeTextFile(configPath, JSON.stringify({ connect_timeout: DEADLINE_SECONDS }));
+    await withPeer(fakePostgres({ kind: "stalls" }), async (fake) => {
+      const before = await filesUnder(dataDir);
+      const started = performance.now();
+      const child = mainCommand([
+        "backup",
+        "--config",
+        configPath,
+        "--data-dir",
+        dataDir,
+        "--db",
+        `postgresql://u:pw@127.0.0.1:${fake.port}/db`,
+        "--json",
+      ], { stdout: "piped" }).spawn();
+      // A hang is a failure of its own, not a test that never ends.
+      const timer = setTimeout(() => child.kill("SIGKILL"), 25_000);
+      const output = await child.output();
+      clearTimeout(timer);
+      const seconds = (performance.now() - started) / 1000;
+      const stdout = new TextDecoder().decode(output.stdout);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(fake.log.startups.length, 1, "the fake was not logged in to");
+      assert.equal(output.signal, null, `killed after ${seconds} s: it hung\n${stderr}`);
+      assert.equal(output.code, 4, `${stdout}\n${stderr}`);
+      const envelope = JSON.parse(stdout);
+      assert.equal(envelope.data.error_type, "SERVICE_UNAVAILABLE");
+      assert.equal(envelope.data.can_retry, true);
+      assert.ok(seconds < 2 * DEADLINE_SECONDS + 5, `exited after ${seconds} s`);
+      assert.deepEqual(await filesUnder(dataDir), before);
     });
   });
 });

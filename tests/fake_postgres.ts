@@ -29,11 +29,15 @@ export interface FakePeer {
  * - `password`: asks for a cleartext password, records it, then fails the
  *   login with `error` (SQLSTATE and message);
  * - `silent`: logs in at once (AuthenticationOk, ReadyForQuery) and never
- *   answers anything after.
+ *   answers anything after;
+ * - `stalls`: logs in as a server does, answers the first query (a client's
+ *   `SELECT 1` after login) with one row holding `1`, then answers nothing
+ *   more: a server, or a proxy, that hangs on a later query.
  */
 export type FakeMode =
   | { kind: "password"; error: { code: string; message: string } }
-  | { kind: "silent" };
+  | { kind: "silent" }
+  | { kind: "stalls" };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -50,6 +54,88 @@ function int32s(...values: number[]): Uint8Array {
   const out = new Uint8Array(4 * values.length);
   values.forEach((v, i) => new DataView(out.buffer).setInt32(4 * i, v));
   return out;
+}
+
+function cstring(text: string): Uint8Array {
+  return encoder.encode(`${text}\0`);
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function int16s(...values: number[]): Uint8Array {
+  const out = new Uint8Array(2 * values.length);
+  values.forEach((v, i) => new DataView(out.buffer).setInt16(2 * i, v));
+  return out;
+}
+
+/** A one-column int4 RowDescription. */
+function rowDescription(): Uint8Array {
+  return message(
+    "T",
+    concat(
+      int16s(1),
+      cstring("?column?"),
+      int32s(0),
+      int16s(0),
+      int32s(23),
+      int16s(4),
+      int32s(-1),
+      int16s(0),
+    ),
+  );
+}
+
+/** A DataRow of one text value. */
+function dataRow(value: string): Uint8Array {
+  const bytes = encoder.encode(value);
+  return message("D", concat(int16s(1), int32s(bytes.length), bytes));
+}
+
+/**
+ * Answers one query cycle (simple `Q`, or extended Parse/Bind/Describe/
+ * Execute up to Sync) with one row holding `1`; returns false at the end of
+ * the stream.
+ */
+async function answerOneQuery(conn: Deno.Conn, reader: Reader): Promise<boolean> {
+  while (true) {
+    const head = await reader.take(5);
+    if (!head) return false;
+    const type = String.fromCharCode(head[0]);
+    const body = await reader.take(new DataView(head.buffer).getInt32(1) - 4);
+    if (!body) return false;
+    const done = message("C", cstring("SELECT 1"));
+    const ready = message("Z", encoder.encode("I"));
+    switch (type) {
+      case "Q":
+        await conn.write(concat(rowDescription(), dataRow("1"), done, ready));
+        return true;
+      case "P":
+        await conn.write(message("1", new Uint8Array(0)));
+        break;
+      case "B":
+        await conn.write(message("2", new Uint8Array(0)));
+        break;
+      case "D":
+        // 'S' (a statement) is described with its parameters first.
+        if (body[0] === "S".charCodeAt(0)) await conn.write(message("t", int16s(0)));
+        await conn.write(rowDescription());
+        break;
+      case "E":
+        await conn.write(concat(dataRow("1"), done));
+        break;
+      case "S":
+        await conn.write(ready);
+        return true;
+    }
+  }
 }
 
 function errorResponse(code: string, text: string): Uint8Array {
@@ -149,6 +235,18 @@ export function fakePostgres(mode: FakeMode, hostname = "127.0.0.1"): FakePeer {
       await conn.write(message("R", int32s(0)));
       await conn.write(message("Z", encoder.encode("I")));
       while (await reader.take(1)) { /* never answers */ }
+      return;
+    }
+    if (mode.kind === "stalls") {
+      await conn.write(concat(
+        message("R", int32s(0)),
+        message("S", concat(cstring("server_version"), cstring("15.0"))),
+        message("S", concat(cstring("client_encoding"), cstring("UTF8"))),
+        message("K", int32s(4242, 1234)),
+        message("Z", encoder.encode("I")),
+      ));
+      if (!await answerOneQuery(conn, reader)) return;
+      while (await reader.take(1)) { /* never answers again */ }
       return;
     }
     await conn.write(message("R", int32s(3)));

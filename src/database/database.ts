@@ -279,6 +279,26 @@ export async function connect(target: DatabaseTarget, signal?: AbortSignal): Pro
   return sql;
 }
 
+/**
+ * A short statement's deadline on one connection: the statement's result,
+ * or, when the server has not answered within the target's deadline, the
+ * connection ended and CONNECT_TIMEOUT (a 503 the caller may retry, as for a
+ * login that does not complete). A server, or a proxy, that logs in and then
+ * never answers would otherwise hold the run forever.
+ *
+ * Only for statements that are short by nature (catalog reads, BEGIN, SET,
+ * `pg_export_snapshot()`): never for one that legitimately waits long, a
+ * `LOCK TABLE` waiting for writers, a COPY, a TRUNCATE or DELETE of a big
+ * table, a COMMIT.
+ */
+export type Deadline = <T>(statement: Promise<T>) => Promise<T>;
+
+/** The {@link Deadline} of `sql`'s short statements; expiry ends `sql` (and any transaction on it). */
+export function deadline(sql: Sql, target: DatabaseTarget): Deadline {
+  return (statement) =>
+    within(statement, target.connectTimeoutSeconds, "a query", () => sql.end({ timeout: 0 }));
+}
+
 /** Snapshot ids are only ever what `pg_export_snapshot()` returned. */
 function checkSnapshotId(snapshotId: string): string {
   if (!/^[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?$/i.test(snapshotId)) {
@@ -317,8 +337,7 @@ async function openReader(
   const sql = await connect(target);
   let pid: number;
   try {
-    const step = <T>(query: Promise<T>) =>
-      within(query, target.connectTimeoutSeconds, "a query", () => sql.end({ timeout: 0 }));
+    const step = deadline(sql, target);
     await step(sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute());
     await step(sql.unsafe(`SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`).execute());
     await step(sql.unsafe(NO_TIMEOUTS).execute());

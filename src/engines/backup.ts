@@ -18,6 +18,8 @@ import type { BackupOptions } from "./backup_types.ts";
 import type { BackupResult, TableTruncate } from "../contract/responses.ts";
 import {
   connect,
+  type Deadline,
+  deadline,
   EXCLUSIVE_LOCK_SQL,
   NO_TIMEOUTS,
   type RowFilter,
@@ -127,9 +129,20 @@ async function backUpSet(
     readers.abort();
     sql.end({ timeout: 0 });
   };
+  // The short statements on this connection each answer within the
+  // target's deadline, or the connection ends and the run fails with a 503
+  // to retry. Not the statements that may rightly wait long: LOCK TABLE
+  // waits for the writers to finish (as pg_dump does, unless given
+  // --lock-wait-timeout), and TRUNCATE or DELETE of a big table and the
+  // COMMIT take what they take; the exports run on connections of their own.
+  const bound = deadline(sql, options.target);
+  // BEGIN runs inside `sql.begin`, before the body: the body must start in time.
+  let begun = () => {};
+  let beginExpired: unknown;
+  const beginning = new Promise<void>((resolve) => begun = resolve);
   options.signal?.addEventListener("abort", stop);
   try {
-    const [{ acquired }] = await sql.unsafe(EXCLUSIVE_LOCK_SQL);
+    const [{ acquired }] = await bound(sql.unsafe(EXCLUSIVE_LOCK_SQL));
     if (!acquired) {
       throw new BackupError(
         "BACKUP_IN_PROGRESS",
@@ -137,30 +150,33 @@ async function backUpSet(
         true,
       );
     }
-    const [versions] = await sql`
+    const [versions] = await bound(sql`
       SELECT current_database() AS name,
              current_setting('server_version') AS postgres,
-             (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector`;
-    await checkPrivileges(sql, options);
+             (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector`);
+    await checkPrivileges(sql, options, bound);
     const mode = options.truncate
       ? "ISOLATION LEVEL REPEATABLE READ"
       : "ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+    bound(beginning).catch((error) => beginExpired = error);
     await sql.begin(mode, async (tx) => {
+      begun();
       // Writers are blocked before the snapshot exists, so every row
       // committed before the lock is in the snapshot and none can follow.
-      await tx.unsafe(NO_TIMEOUTS);
+      await bound(tx.unsafe(NO_TIMEOUTS));
       if (options.truncate) {
         for (const table of options.truncateTables) {
+          // No deadline: it waits for the writers of the table, by design.
           await tx`LOCK TABLE ${tx(table)} IN SHARE ROW EXCLUSIVE MODE`;
         }
       }
-      const [snapshot] = await tx`
-        SELECT pg_export_snapshot() AS id, now() AS taken_at`;
-      const scope = await resolveScope(tx, options);
+      const [snapshot] = await bound(tx`
+        SELECT pg_export_snapshot() AS id, now() AS taken_at`);
+      const scope = await resolveScope(tx, options, bound);
       const catalog = [];
       for (const table of options.tables) {
-        catalog.push(await describeTable(tx, table, options, scope?.filters.get(table)));
+        catalog.push(await describeTable(tx, table, options, scope?.filters.get(table), bound));
       }
 
       set = await SetWriter.claim(options.storage, options, options.gzip, startedAt);
@@ -224,6 +240,7 @@ async function backUpSet(
             table,
             result.tables_backed_up[table].row_count,
             scope?.filters.get(table),
+            bound,
           );
         }
         result.truncate_performed = true;
@@ -236,8 +253,11 @@ async function backUpSet(
     result.truncate_results = {};
     result.truncate_performed = false;
     result.manifest_file = null;
-    throw error;
+    // A BEGIN past its deadline fails `sql.begin` with the closed
+    // connection's error; the deadline's own says what happened.
+    throw beginExpired ?? error;
   } finally {
+    begun();
     options.signal?.removeEventListener("abort", stop);
     await sql.end({ timeout: 5 });
   }
@@ -261,13 +281,16 @@ function tableEntry(
 
 /**
  * Empties one table inside the backup's transaction, so it commits with it:
- * TRUNCATE, or for a collection scope DELETE of the scope's rows only.
+ * TRUNCATE, or for a collection scope DELETE of the scope's rows only. Then
+ * counts what is left: within `bound` after a TRUNCATE (an empty table), not
+ * after a DELETE, whose count scans what the DELETE just scanned.
  */
 async function emptyTable(
   tx: TransactionSql,
   table: string,
   rowsBefore: number,
   filter: RowFilter | undefined,
+  bound: Deadline,
 ): Promise<TableTruncate> {
   const started = performance.now();
   const where = filter ? tx`WHERE ${tx(filter.column)} IN ${tx(filter.uuids as string[])}` : tx``;
@@ -276,7 +299,8 @@ async function emptyTable(
   } else {
     await tx`TRUNCATE ${tx(table)}`;
   }
-  const [{ count }] = await tx`SELECT count(*)::int8 AS count FROM ${tx(table)} ${where}`;
+  const counting = tx`SELECT count(*)::int8 AS count FROM ${tx(table)} ${where}`;
+  const [{ count }] = await (filter ? counting : bound(counting));
   return {
     success: true,
     rows_before: rowsBefore,

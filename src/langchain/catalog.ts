@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { RowFilter, Sql, TransactionSql } from "../database/database.ts";
+import type { Deadline, RowFilter, Sql, TransactionSql } from "../database/database.ts";
 import { BackupError } from "../contract/errors.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import {
@@ -19,6 +19,9 @@ import {
   type LayoutName,
   scopeColumn,
 } from "./tables.ts";
+
+/** No deadline: for callers that bound their session another way. */
+const unbounded: Deadline = (statement) => statement;
 
 /** The sentence for a table the database does not have. */
 export function missingTable(table: string): string {
@@ -34,17 +37,21 @@ export interface TableAccess {
   canEmpty: boolean;
 }
 
-/** Reads whether `table` exists and whether the role may read it and empty it with `privilege`. */
+/**
+ * Reads whether `table` exists and whether the role may read it and empty it
+ * with `privilege`; a catalog read, short, so within `bound`.
+ */
 export async function tableAccess(
   sql: Sql,
   table: string,
   privilege: "DELETE" | "TRUNCATE",
+  bound: Deadline = unbounded,
 ): Promise<TableAccess> {
-  const [access] = await sql`
+  const [access] = await bound(sql`
     SELECT current_user AS role,
            to_regclass(${table}) IS NOT NULL AS present,
            to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, 'SELECT') AS can_select,
-           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, ${privilege}) AS can_empty`;
+           to_regclass(${table}) IS NOT NULL AND has_table_privilege(${table}, ${privilege}) AS can_empty`);
   return {
     role: access.role,
     present: access.present,
@@ -66,11 +73,11 @@ export interface RunPlan {
  * Fails before any lock or file, naming the table and the missing privilege,
  * so that a role set up for reading only gets a sentence it can act on.
  */
-export async function checkPrivileges(sql: Sql, plan: RunPlan): Promise<void> {
+export async function checkPrivileges(sql: Sql, plan: RunPlan, bound: Deadline): Promise<void> {
   // A collection scope empties with DELETE, a whole table with TRUNCATE.
   const privilege = emptyingPrivilege(plan.collections !== undefined);
   for (const table of plan.tables) {
-    const access = await tableAccess(sql, table, privilege);
+    const access = await tableAccess(sql, table, privilege, bound);
     if (!access.present) {
       throw new BackupError(
         "DATABASE_ERROR",
@@ -112,16 +119,23 @@ export interface TableCatalog {
  */
 const CURSOR_FETCH_BYTES = 1024 * 1024;
 
-/** Reads a table's columns from the catalog: never a hard-coded list. */
+/**
+ * Reads a table's columns from the catalog: never a hard-coded list. The
+ * catalog reads are within `bound`; the width sample of the cursor engine is
+ * not: it reads up to 1,000 rows of the table itself (documents may be
+ * megabytes each) and takes the table's lock, which waits behind DDL, as
+ * the export that follows would.
+ */
 export async function describeTable(
   tx: TransactionSql,
   table: string,
   options: { engine: "copy" | "cursor"; batchSize: number },
   filter: RowFilter | undefined,
+  bound: Deadline,
 ): Promise<TableCatalog> {
-  const [relation] = await tx`
+  const [relation] = await bound(tx`
     SELECT c.oid::int8 AS oid, c.reltuples::float8 AS reltuples
-    FROM pg_class c WHERE c.oid = to_regclass(${table})`;
+    FROM pg_class c WHERE c.oid = to_regclass(${table})`);
   if (!relation) {
     throw new BackupError(
       "DATABASE_ERROR",
@@ -129,7 +143,7 @@ export async function describeTable(
       false,
     );
   }
-  const columns = await tableColumns(tx, table);
+  const columns = await bound(tableColumns(tx, table));
   let fetchRows = options.batchSize;
   if (options.engine === "cursor") {
     // The average, not the widest: one 1 MB document among the first rows
@@ -182,19 +196,24 @@ export interface Scope {
   filters: Map<string, RowFilter>;
 }
 
-/** The collections of `table` named in `names`: their `uuid` and name. */
+/** The collections of `table` named in `names`: their `uuid` and name (a small table, so within `bound`). */
 export async function findCollections(
   sql: Sql | TransactionSql,
   table: string,
   names: readonly string[],
+  bound: Deadline = unbounded,
 ): Promise<{ uuid: string; name: string }[]> {
-  const rows = await sql`
-    SELECT uuid::text AS uuid, name FROM ${sql(table)} WHERE name IN ${sql(names as string[])}`;
+  const rows = await bound(sql`
+    SELECT uuid::text AS uuid, name FROM ${sql(table)} WHERE name IN ${sql(names as string[])}`);
   return rows.map((row) => ({ uuid: row.uuid as string, name: row.name as string }));
 }
 
 /** Looks up the scope's collections in the snapshot; an unknown name is `RESOURCE_NOT_FOUND`. */
-export async function resolveScope(tx: TransactionSql, plan: RunPlan): Promise<Scope | null> {
+export async function resolveScope(
+  tx: TransactionSql,
+  plan: RunPlan,
+  bound: Deadline,
+): Promise<Scope | null> {
   if (!plan.collections) return null;
   const collectionTable = findTable(plan.tables, COLLECTION_TABLE);
   const embeddingTable = findTable(plan.tables, EMBEDDING_TABLE);
@@ -204,7 +223,7 @@ export async function resolveScope(tx: TransactionSql, plan: RunPlan): Promise<S
       `collection_names needs ${COLLECTION_TABLE} and ${EMBEDDING_TABLE} in the table list.`,
     );
   }
-  const found = await findCollections(tx, collectionTable, plan.collections);
+  const found = await findCollections(tx, collectionTable, plan.collections, bound);
   const missing = plan.collections.filter((name) => !found.some((row) => row.name === name));
   if (missing.length > 0) {
     throw new BackupError(
