@@ -262,9 +262,13 @@ export async function deleteSet(storage: BackupStorage, set: BackupSet): Promise
 
 /**
  * Keeps the newest `keep` complete sets of a folder (by the time their
- * manifests record) and deletes the older complete ones; `justWritten`, the
- * set the run made, is never deleted. Incomplete sets (being written, or
- * damaged) are left for a person to look at. Returns the deleted stamps.
+ * manifests record) and deletes the older complete ones. `justWritten`, the
+ * set the run made, is the newest whatever the clocks say: it is never
+ * deleted and counts as one of those kept. (Manifest times have whole
+ * seconds, so two runs in one second tie, and the tie is broken by the
+ * names' local-time stamps, which a clock moved back reverses.) Incomplete
+ * sets (being written, or damaged) are left for a person to look at.
+ * Returns the deleted stamps.
  */
 export async function applyRetention(
   storage: BackupStorage,
@@ -273,8 +277,10 @@ export async function applyRetention(
   justWritten?: string,
 ): Promise<string[]> {
   const { sets } = await listFolder(storage, naming);
-  const old = sets.filter((s) => s.complete).slice(Math.max(1, keep))
-    .filter((s) => s.stamp !== justWritten);
+  const complete = sets.filter((s) => s.complete);
+  const others = complete.filter((s) => s.stamp !== justWritten);
+  const keptOthers = Math.max(1, keep) - (others.length < complete.length ? 1 : 0);
+  const old = others.slice(keptOthers);
   for (const set of old) await deleteSet(storage, set);
   return old.map((s) => s.stamp);
 }
