@@ -36,6 +36,7 @@ import {
   listBackups,
   openSetFileForDownload,
 } from "../../requests/sets_request.ts";
+import { isLoopback } from "../../database/connection_string.ts";
 import type { Logger } from "../../util/log.ts";
 
 /** Request bodies above this size are refused unread. */
@@ -416,8 +417,6 @@ export interface ServeOptions {
   onListen?: (address: Deno.NetAddr) => void;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
 /**
  * Serves until SIGINT or SIGTERM; then stops accepting, lets running
  * backups finish within the grace period, aborts (and so cleans up) the
@@ -426,7 +425,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
  */
 export async function serve(options: ServeOptions): Promise<void> {
   const { config, logger } = options;
-  if (!LOOPBACK.test(options.hostname) && config.token === undefined) {
+  if (!isLoopback(options.hostname) && config.token === undefined) {
     throw new BackupError(
       "INVALID_PARAMS",
       `Listening on ${options.hostname.slice(0, 64)} needs a token: anyone who can reach it ` +
