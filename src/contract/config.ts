@@ -185,13 +185,6 @@ export const DEFAULT_CONFIG: Config = {
   idleTimeoutSeconds: 5,
 };
 
-/** The config file: a JSON object of the settings above, all optional, nothing else. */
-export const ConfigFile = z.strictObject(
-  Object.fromEntries(
-    Object.entries(SETTINGS).map(([name, { schema }]) => [name, schema.optional()]),
-  ),
-).meta({ description: "The JSON config file given with `--config`." });
-
 /** Settings given as camelCase values, e.g. from flags; undefined means "not given". */
 export type ConfigOverrides = { [K in keyof Config]?: unknown };
 
