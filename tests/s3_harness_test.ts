@@ -11,7 +11,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { withS3 } from "../scripts/ceph.ts";
+import { s3TargetFromEnv, withS3 } from "../scripts/ceph.ts";
 import { AWS_VARIABLES, s3Client, SDK_VARIABLES } from "./s3_client.ts";
 
 const MiB = 1 << 20;
@@ -167,3 +167,42 @@ function randomStream(bytes: number): { body: ReadableStream<Uint8Array>; sha256
   });
   return { body, sha256: () => hash.digest("hex") };
 }
+
+Deno.test("S3_TEST_* variables: used when complete, refused with the variable's name when not", () => {
+  const from = (vars: Record<string, string>) => s3TargetFromEnv((name) => vars[name]);
+  const secret = "not-in-any-message";
+  const given = {
+    S3_TEST_ENDPOINT: "https://s3.example.test:9000/",
+    S3_TEST_ACCESS_KEY_ID: "AKID",
+    S3_TEST_SECRET_ACCESS_KEY: secret,
+  };
+  assert.equal(from({}), undefined);
+  assert.deepEqual(from(given), {
+    endpoint: "https://s3.example.test:9000",
+    region: "us-east-1",
+    accessKeyId: "AKID",
+    secretAccessKey: secret,
+    bucket: undefined,
+  });
+  assert.equal(from({ ...given, S3_TEST_BUCKET: "my-bucket" })?.bucket, "my-bucket");
+  const refusals: [Record<string, string>, RegExp][] = [
+    [
+      { S3_TEST_SECRET_ACCESS_KEY: secret },
+      /S3_TEST_SECRET_ACCESS_KEY is set but S3_TEST_ENDPOINT/,
+    ],
+    [{ ...given, S3_TEST_ENDPOINT: "127.0.0.1:7480" }, /S3_TEST_ENDPOINT/],
+    [{ ...given, S3_TEST_ENDPOINT: "ftp://127.0.0.1:7480" }, /S3_TEST_ENDPOINT/],
+    [{ ...given, S3_TEST_ENDPOINT: "http://127.0.0.1:7480/bucket" }, /S3_TEST_ENDPOINT/],
+    [{ ...given, S3_TEST_ENDPOINT: `http://u:${secret}@127.0.0.1:7480` }, /S3_TEST_ENDPOINT/],
+    [{ ...given, S3_TEST_ACCESS_KEY_ID: "" }, /S3_TEST_ACCESS_KEY_ID/],
+    [{ ...given, S3_TEST_REGION: "US East" }, /S3_TEST_REGION/],
+    [{ ...given, S3_TEST_BUCKET: "My_Bucket" }, /S3_TEST_BUCKET/],
+  ];
+  for (const [vars, message] of refusals) {
+    assert.throws(() => from(vars), (error: Error) => {
+      assert.match(error.message, message);
+      assert.ok(!error.message.includes(secret), error.message);
+      return true;
+    });
+  }
+});
