@@ -171,9 +171,10 @@ export function s3TestEnv(target: S3Target): Record<string, string> {
  * free port of 127.0.0.1, with one S3 user of random keys. Every wait is
  * bounded. If a step fails it stops what it started, deletes the folder and
  * throws; when a daemon is at fault the error names a copy of its log, kept
- * outside the deleted folder, and quotes its end.
+ * outside the deleted folder, and quotes its end. Aborting `signal` ends the
+ * start at the next step (within a few seconds) the same way.
  */
-export async function startGateway(): Promise<Gateway> {
+export async function startGateway(signal?: AbortSignal): Promise<Gateway> {
   await ensureCeph();
   const dir = await Deno.makeTempDir({ prefix: "pgvb-ceph-" });
   const conf = `${dir}/ceph.conf`;
@@ -196,7 +197,10 @@ export async function startGateway(): Promise<Gateway> {
     const monPort = freePort();
     const port = freePort();
     await Deno.writeTextFile(conf, cephConf(dir, fsid, monPort, port));
-    const ceph = (tool: string, args: string[]) => run(`${BIN}/${tool}`, ["-c", conf, ...args]);
+    const ceph = (tool: string, args: string[]) => {
+      signal?.throwIfAborted();
+      return run(`${BIN}/${tool}`, ["-c", conf, ...args], { signal });
+    };
 
     await run(`${BIN}/ceph-authtool`, [
       ...["--create-keyring", `${dir}/keyring`, "--gen-key", "-n", "mon."],
@@ -221,7 +225,7 @@ export async function startGateway(): Promise<Gateway> {
       `${dir}/log/osd.0.log`,
     );
     daemons.push(osd);
-    await waitUntil(osd, OSD_UP_TIMEOUT_MS, "marked up by the monitor", async () => {
+    await waitUntil(osd, OSD_UP_TIMEOUT_MS, signal, "marked up by the monitor", async () => {
       const stat = await ceph("ceph", ["--connect-timeout", "10", "osd", "stat", "-f", "json"]);
       return JSON.parse(stat).num_up_osds === 1;
     });
@@ -233,15 +237,21 @@ export async function startGateway(): Promise<Gateway> {
     );
     daemons.push(gateway);
     const endpoint = `http://127.0.0.1:${port}`;
-    await waitUntil(gateway, GATEWAY_UP_TIMEOUT_MS, `answering on ${endpoint}`, async () => {
-      try {
-        const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
-        await response.body?.cancel();
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    await waitUntil(
+      gateway,
+      GATEWAY_UP_TIMEOUT_MS,
+      signal,
+      `answering on ${endpoint}`,
+      async () => {
+        try {
+          const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
+          await response.body?.cancel();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    );
 
     const accessKeyId = randomKey(20);
     const secretAccessKey = randomKey(40);
@@ -261,18 +271,22 @@ export async function startGateway(): Promise<Gateway> {
 /**
  * Runs fn with an S3 target: the S3_TEST_* variables when S3_TEST_ENDPOINT is
  * set (nothing started), else a throwaway gateway that is always stopped and
- * deleted afterwards, also on SIGINT/SIGTERM: then fn gets up to 5 s to finish
- * (a child process it runs got the signal too), the cluster is deleted, and
- * the process exits with 130/143.
+ * deleted afterwards, also on SIGINT/SIGTERM: then a start in progress is
+ * abandoned, or fn gets up to 5 s to finish (a child process it runs got the
+ * signal too), the cluster is deleted, and the process exits with 130/143.
  */
 export async function withS3<T>(fn: (target: S3Target) => Promise<T>): Promise<T> {
   const given = s3TargetFromEnv((name) => Deno.env.get(name));
   if (given) return await fn(given);
 
-  const starting = startGateway();
+  const abandon = new AbortController();
+  const starting = startGateway(abandon.signal);
   let running: Promise<unknown> = starting;
+  let received: StopSignal | undefined;
   const listeners = STOP_SIGNALS.map((signal) => {
     const listener = async () => {
+      received = signal;
+      abandon.abort();
       await Promise.race([running.catch(() => {}), sleep(SIGNAL_GRACE_MS)]);
       const gateway = await starting.catch(() => undefined);
       await gateway?.stop();
@@ -282,7 +296,11 @@ export async function withS3<T>(fn: (target: S3Target) => Promise<T>): Promise<T
     return { signal, listener };
   });
   try {
-    const gateway = await starting;
+    const gateway = await starting.catch((error) => {
+      // A signal abandoned the start, which cleaned up: exit as its listener does.
+      if (received) Deno.exit(EXIT_CODES[received]);
+      throw error;
+    });
     try {
       const { endpoint, region, accessKeyId, secretAccessKey } = gateway;
       const result = fn({ endpoint, region, accessKeyId, secretAccessKey });
@@ -415,16 +433,19 @@ class Daemon {
 
 /**
  * Polls `ready` every 0.5 s until it is true; throws the daemon's failure when
- * it exits or `timeoutMs` passes first.
+ * it exits or `timeoutMs` passes first, and the abort reason when `signal`
+ * is aborted (checked first: on Ctrl-C the daemons got the signal too).
  */
 async function waitUntil(
   daemon: Daemon,
   timeoutMs: number,
+  signal: AbortSignal | undefined,
   what: string,
   ready: () => Promise<boolean>,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    signal?.throwIfAborted();
     if (await daemon.hasExited()) {
       const { code, signal } = await daemon.exited;
       throw await daemon.failure(`exited (${signal ?? `code ${code}`}) before it was ${what}`);
@@ -454,11 +475,11 @@ async function aptInstall(packages: string[]): Promise<void> {
   ];
   progress(`apt-get ${install.join(" ")}`);
   try {
-    await run("apt-get", install, 900_000);
+    await run("apt-get", install, { timeoutMs: 900_000 });
   } catch {
     progress("apt-get update, then retrying");
-    await run("apt-get", ["-o", "DPkg::Lock::Timeout=300", "update"], 900_000);
-    await run("apt-get", install, 900_000);
+    await run("apt-get", ["-o", "DPkg::Lock::Timeout=300", "update"], { timeoutMs: 900_000 });
+    await run("apt-get", install, { timeoutMs: 900_000 });
   }
 }
 
@@ -487,7 +508,7 @@ function isRoot(): boolean {
 async function run(
   command: string,
   args: string[],
-  timeoutMs = COMMAND_TIMEOUT_MS,
+  { timeoutMs = COMMAND_TIMEOUT_MS, signal }: { timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<string> {
   const child = new Deno.Command(command, {
     args,
@@ -497,12 +518,25 @@ async function run(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const { code, signal, stdout, stderr } = await child.output().finally(() => clearTimeout(timer));
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It has just exited.
+    }
+  };
+  const timer = setTimeout(kill, timeoutMs);
+  signal?.addEventListener("abort", kill);
+  const result = await child.output().finally(() => {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", kill);
+  });
+  signal?.throwIfAborted();
+  const { code, stdout, stderr } = result;
   const decoder = new TextDecoder();
   const output = decoder.decode(stdout) + decoder.decode(stderr);
   const name = command.split("/").pop();
-  if (signal === "SIGKILL") {
+  if (result.signal === "SIGKILL") {
     throw new Error(
       `${name} ${args[0]} did not finish within ${timeoutMs / 1000} s:\n${tail(output)}`,
     );
