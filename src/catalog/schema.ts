@@ -289,3 +289,173 @@ export function createTablesDdl(tables: readonly TableSchema[]): TablesDdl {
 export function createExtensionStatement(vector: VectorExtension): string {
   return `CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA ${quoteIdentifier(vector.schema)}`;
 }
+
+/**
+ * Checks a schema read back from a manifest, which anyone with write access
+ * to the backups could have edited, before its text becomes DDL: the shape
+ * and types of every field, identifiers free of NUL, constraint and index
+ * definitions that are what their kind says, and every SQL fragment (types,
+ * defaults, definitions) self-contained: no `;` or comment outside quotes,
+ * and parentheses that never close what the fragment did not open, so a
+ * fragment cannot end the statement it is placed in or the construct around
+ * it. Execute the DDL one statement per extended-protocol query as well
+ * (which refuses several statements), as a second wall. Returns the same
+ * value, typed; throws an Error naming the first bad field.
+ */
+export function parseSchemaSnapshot(value: unknown): SchemaSnapshot {
+  const snapshot = record(value, "schema");
+  const vector = snapshot.vector === null ? null : record(snapshot.vector, "schema.vector");
+  return {
+    vector: vector && {
+      schema: identifier(vector.schema, "schema.vector.schema"),
+      version: text(vector.version, "schema.vector.version"),
+    },
+    tables: list(snapshot.tables, "schema.tables").map((item, t) => {
+      const at = `schema.tables[${t}]`;
+      const table = record(item, at);
+      return {
+        table: identifier(table.table, `${at}.table`),
+        schema: identifier(table.schema, `${at}.schema`),
+        name: identifier(table.name, `${at}.name`),
+        unlogged: flag(table.unlogged, `${at}.unlogged`),
+        options: list(table.options, `${at}.options`).map((option, o) => {
+          if (typeof option !== "string" || !OPTION.test(option)) {
+            throw new Error(`${at}.options[${o}] is not a storage parameter`);
+          }
+          return option;
+        }),
+        columns: list(table.columns, `${at}.columns`).map((entry, c) => {
+          const where = `${at}.columns[${c}]`;
+          const column = record(entry, where);
+          return {
+            name: identifier(column.name, `${where}.name`),
+            type: fragment(column.type, `${where}.type`, TYPE),
+            collation: column.collation === null
+              ? null
+              : fragment(column.collation, `${where}.collation`, COLLATION),
+            not_null: flag(column.not_null, `${where}.not_null`),
+            default: column.default === null ? null : fragment(column.default, `${where}.default`),
+            identity: oneOf(column.identity, ["", "a", "d"], `${where}.identity`),
+            generated: oneOf(column.generated, ["", "s"], `${where}.generated`),
+          };
+        }),
+        constraints: list(table.constraints, `${at}.constraints`).map((entry, k) => {
+          const where = `${at}.constraints[${k}]`;
+          const constraint = record(entry, where);
+          const kind = oneOf(
+            constraint.kind,
+            Object.keys(DEFINITION_START) as ConstraintKind[],
+            `${where}.kind`,
+          );
+          return {
+            name: identifier(constraint.name, `${where}.name`),
+            kind,
+            definition: fragment(
+              constraint.definition,
+              `${where}.definition`,
+              DEFINITION_START[kind],
+            ),
+          };
+        }),
+        indexes: list(table.indexes, `${at}.indexes`).map((entry, i) => {
+          const where = `${at}.indexes[${i}]`;
+          const index = record(entry, where);
+          return {
+            name: identifier(index.name, `${where}.name`),
+            definition: fragment(index.definition, `${where}.definition`, INDEX_START),
+          };
+        }),
+      };
+    }),
+  };
+}
+
+const DEFINITION_START: Record<ConstraintKind, RegExp> = {
+  primary_key: /^PRIMARY KEY \(/,
+  unique: /^UNIQUE (NULLS NOT DISTINCT )?\(/,
+  exclusion: /^EXCLUDE USING /,
+  check: /^CHECK \(/,
+  foreign_key: /^FOREIGN KEY \(/,
+};
+// format_type's output: a (qualified) name, the words of SQL's multi-word
+// type names, a numeric type modifier, array brackets; nothing that could
+// add a clause (a CHECK, a DEFAULT with a call) to the column.
+const NAME = '(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)';
+const WORDS =
+  "(?: (?:varying|precision|with|without|time|zone|year|month|day|hour|minute|second|to))*";
+const TYPE = new RegExp(`^${NAME}(?:\\.${NAME})?${WORDS}(?:\\([0-9, ]*\\))?${WORDS}(?:\\[\\])*$`);
+const COLLATION = new RegExp(`^${NAME}\\.${NAME}$`);
+const INDEX_START = /^CREATE (UNIQUE )?INDEX \S.* ON (ONLY )?\S.* USING \S+ \(/;
+
+function record(value: unknown, at: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${at} is not an object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function list(value: unknown, at: string): unknown[] {
+  if (!Array.isArray(value)) throw new Error(`${at} is not a list`);
+  return value;
+}
+
+function flag(value: unknown, at: string): boolean {
+  if (typeof value !== "boolean") throw new Error(`${at} is not true or false`);
+  return value;
+}
+
+function text(value: unknown, at: string): string {
+  if (typeof value !== "string" || value === "" || value.includes("\0")) {
+    throw new Error(`${at} is not a non-empty text`);
+  }
+  return value;
+}
+
+/** PostgreSQL identifiers are at most 63 bytes. */
+function identifier(value: unknown, at: string): string {
+  const name = text(value, at);
+  if (new TextEncoder().encode(name).length > 63) throw new Error(`${at} is too long for a name`);
+  return name;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], at: string): T {
+  if (!allowed.includes(value as T)) throw new Error(`${at} is not one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+/**
+ * A SQL fragment as PostgreSQL's deparser writes it: quoted strings ('…',
+ * with '' or, after E, backslash escapes) and identifiers ("…" with ""),
+ * and outside them no `;`, no comment, and balanced parentheses.
+ */
+function fragment(value: unknown, at: string, shape?: RegExp): string {
+  const sql = text(value, at);
+  if (shape && !shape.test(sql)) throw new Error(`${at} is not what its kind writes`);
+  let depth = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i];
+    if (c === "'" || c === '"') {
+      const escapes = c === "'" && (sql[i - 1] === "E" || sql[i - 1] === "e");
+      let j = i + 1;
+      for (; j < sql.length; j++) {
+        if (escapes && sql[j] === "\\") j++;
+        else if (sql[j] === c) {
+          if (sql[j + 1] === c) j++;
+          else break;
+        }
+      }
+      if (j >= sql.length) throw new Error(`${at} has an unclosed quote`);
+      i = j;
+    } else if (
+      c === ";" || (c === "-" && sql[i + 1] === "-") || (c === "/" && sql[i + 1] === "*")
+    ) {
+      throw new Error(`${at} holds a statement separator or a comment`);
+    } else if (c === "(") {
+      depth++;
+    } else if (c === ")" && --depth < 0) {
+      throw new Error(`${at} closes a parenthesis it did not open`);
+    }
+  }
+  if (depth !== 0) throw new Error(`${at} leaves a parenthesis open`);
+  return sql;
+}

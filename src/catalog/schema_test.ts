@@ -4,6 +4,7 @@ import {
   captureSchema,
   createExtensionStatement,
   createTablesDdl,
+  parseSchemaSnapshot,
   quoteIdentifier,
   type SchemaSnapshot,
   type TableSchema,
@@ -117,6 +118,112 @@ Deno.test("schema: what the DDL cannot recreate exactly is refused", () => {
   }
 });
 
+Deno.test("schema: a manifest's schema is read back as it was written", () => {
+  const snapshot: SchemaSnapshot = {
+    vector: { schema: "public", version: "0.8.0" },
+    tables: [COLLECTION, ODD],
+  };
+  assert.deepEqual(parseSchemaSnapshot(JSON.parse(JSON.stringify(snapshot))), snapshot);
+  const types = [
+    "character varying(20)[]",
+    "timestamp(3) with time zone",
+    "interval day to second(3)",
+    "double precision",
+    '"My ""Type"""."t, (x)"',
+    "numeric(10,2)",
+  ];
+  for (const type of types) {
+    const table = structuredClone(COLLECTION);
+    table.columns[0].type = type;
+    table.columns[0].default = "E'\\';DROP TABLE x; --'::text";
+    assert.deepEqual(parseSchemaSnapshot({ vector: null, tables: [table] }).tables, [table]);
+  }
+});
+
+Deno.test("schema: an edited manifest cannot smuggle SQL into the DDL", () => {
+  // The edits put values of the wrong types on purpose.
+  // deno-lint-ignore no-explicit-any
+  type Editable = Record<string, any>;
+  const cases: [string, (table: Editable) => void, RegExp][] = [
+    [
+      "type with a clause",
+      (t) => t.columns[0].type = "uuid CHECK (pg_sleep(1) IS NULL)",
+      /columns\[0\]\.type is not what its kind writes/,
+    ],
+    [
+      "type with a column",
+      (t) => t.columns[0].type = "uuid, evil text",
+      /columns\[0\]\.type is not/,
+    ],
+    [
+      "collation with a clause",
+      (t) => t.columns[0].collation = "pg_catalog.C DEFAULT 1",
+      /columns\[0\]\.collation is not/,
+    ],
+    [
+      "default ending the statement",
+      (t) => t.columns[0].default = "1; DROP TABLE x",
+      /columns\[0\]\.default holds a statement separator or a comment/,
+    ],
+    [
+      "default closing the column list",
+      (t) => t.columns[0].default = "1), evil text DEFAULT (2",
+      /columns\[0\]\.default closes a parenthesis it did not open/,
+    ],
+    ["default with a comment", (t) => t.columns[0].default = "1 -- x", /separator or a comment/],
+    ["default with an open quote", (t) => t.columns[0].default = "'x", /unclosed quote/],
+    [
+      "default with an open parenthesis",
+      (t) => t.columns[0].default = "(1",
+      /leaves a parenthesis open/,
+    ],
+    [
+      "unknown constraint kind",
+      (t) => t.constraints[0].kind = "trigger",
+      /constraints\[0\]\.kind is not one of/,
+    ],
+    [
+      "definition of another kind",
+      (t) => t.constraints[0].definition = "CHECK (true)",
+      /constraints\[0\]\.definition is not what its kind writes/,
+    ],
+    [
+      "index that is no index",
+      (t) => t.indexes = [{ name: "i", definition: "DROP TABLE x" }],
+      /indexes\[0\]\.definition is not/,
+    ],
+    [
+      "index with a second statement",
+      (t) =>
+        t.indexes = [{
+          name: "i",
+          definition: "CREATE INDEX i ON t USING btree (a); DROP TABLE x",
+        }],
+      /separator/,
+    ],
+    ["name with NUL", (t) => t.name = "a\0b", /tables\[0\]\.name is not a non-empty text/],
+    ["name too long", (t) => t.columns[0].name = "x".repeat(64), /too long for a name/],
+    ["flag that is text", (t) => t.unlogged = "yes", /unlogged is not true or false/],
+    [
+      "storage parameter with SQL",
+      (t) => t.options = ["fillfactor=1); DROP TABLE x; --"],
+      /options\[0\] is not a storage parameter/,
+    ],
+    ["identity of another kind", (t) => t.columns[0].identity = "x", /identity is not one of/],
+    ["columns that are not a list", (t) => t.columns = {}, /columns is not a list/],
+  ];
+  for (const [what, edit, message] of cases) {
+    const table = structuredClone(COLLECTION) as unknown as Editable;
+    edit(table);
+    assert.throws(() => parseSchemaSnapshot({ vector: null, tables: [table] }), message, what);
+  }
+  assert.throws(() => parseSchemaSnapshot(null), /schema is not an object/);
+  assert.throws(
+    () => parseSchemaSnapshot({ vector: { schema: 1 }, tables: [] }),
+    /schema\.vector\.schema is not a non-empty text/,
+  );
+});
+
 // --- Against PostgreSQL ---------------------------------------------------
 
 const testUrl = Deno.env.get("PGVECTOR_TEST_URL");
@@ -192,7 +299,7 @@ async function assertRecreated(
     );
     const [{ search_path }] = await source.sql`SHOW search_path`;
     assert.equal(search_path, '"$user", public', "the session's search_path is untouched");
-    const stored: SchemaSnapshot = JSON.parse(JSON.stringify(snapshot));
+    const stored = parseSchemaSnapshot(JSON.parse(JSON.stringify(snapshot)));
     assert.deepEqual(stored, snapshot, "the capture survives JSON unchanged");
 
     const ddl = createTablesDdl(stored.tables);
