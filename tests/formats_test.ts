@@ -175,6 +175,8 @@ for (const layout of LAYOUTS) {
 type Damage = [string, (bytes: Uint8Array, structural: boolean) => Uint8Array];
 const DAMAGES: Damage[] = [
   ["cut", (b) => b.slice(0, b.length - 7)],
+  // Binary data cut exactly after its last row: only the end-of-data marker is missing.
+  ["cut after the last row", (b) => b.slice(0, b.length - 2)],
   ["padded", (b) => Uint8Array.from([...b, 0, 0, 0, 0])],
   ["bit-flipped", (b, structural) => {
     const c = b.slice();
