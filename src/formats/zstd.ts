@@ -9,14 +9,19 @@
  * accepted silently. `zstdDecompressSync` throws catchably, so a reader
  * walks the frame headers and block headers itself, hands each whole frame
  * to it with the frame's declared size as the output bound, and refuses a
- * cut, padded or damaged file with a sentence. Writing compresses each frame
- * with the async one-shot `zstdCompress`, which runs in the thread pool, so
- * compression overlaps with reading rows from the database.
+ * cut, padded or damaged file with a sentence.
+ *
+ * Writing compresses each frame with `zstdCompressSync` in a worker
+ * (`zstd_worker.ts`): measured in Deno 2.9.6, the async `zstdCompress` and
+ * `createZstdCompress` run on the calling thread and stall its event loop
+ * for as long as they work; in a worker, compression overlaps with reading
+ * rows from the database and hashing them.
  *
  * @module
  */
 
 import zlib from "node:zlib";
+import type { FrameAnswer, FrameRequest } from "./zstd_worker.ts";
 
 /** Input bytes per frame: big enough for level 1 to reach its ratio, small enough to bound memory. */
 export const ZSTD_FRAME_INPUT = 4 << 20;
@@ -26,6 +31,9 @@ const MAX_FRAME_CONTENT = 2 * ZSTD_FRAME_INPUT;
 
 /** zstd's largest block (`ZSTD_BLOCKSIZE_MAX`). */
 const MAX_BLOCK = 128 * 1024;
+
+/** The size of the pieces a frame's content is handed on in. */
+const OUTPUT_SLICE = 256 * 1024;
 
 /** Compressed frames queued behind the one being written, at most. */
 const IN_FLIGHT = 2;
@@ -50,28 +58,62 @@ export interface ZstdSink {
   abort(reason: unknown): Promise<void>;
 }
 
-function compressFrame(input: Uint8Array): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    zlib.zstdCompress(input, {
-      pledgedSrcSize: input.length,
-      params: {
-        [zlib.constants.ZSTD_c_compressionLevel]: 1,
-        [zlib.constants.ZSTD_c_checksumFlag]: 1,
-        [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
-      },
-    } as zlib.ZstdOptions, (error, output) => error ? reject(error) : resolve(output));
-  });
+/**
+ * A worker that compresses frames in the order they are sent. Ended by
+ * `close`; a failure fails every frame still waiting.
+ */
+class FrameCompressor {
+  readonly #worker = new Worker(new URL("./zstd_worker.ts", import.meta.url), { type: "module" });
+  readonly #waiting: {
+    resolve: (answer: { input: Uint8Array; frame: Uint8Array }) => void;
+    reject: (error: Error) => void;
+  }[] = [];
+
+  constructor() {
+    this.#worker.onmessage = (event: MessageEvent<FrameAnswer>) => {
+      const { input, frame, error } = event.data;
+      const waiter = this.#waiting.shift();
+      if (frame) waiter?.resolve({ input: new Uint8Array(input), frame: new Uint8Array(frame) });
+      else waiter?.reject(new Error(`zstd compression failed: ${error}`));
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#failAll(new Error(`zstd compression failed: ${event.message}`));
+    };
+  }
+
+  /** Compresses the first `length` bytes of `input`, whose buffer is lent to the worker meanwhile. */
+  compress(input: Uint8Array, length: number): Promise<{ input: Uint8Array; frame: Uint8Array }> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject });
+      const buffer = input.buffer as ArrayBuffer;
+      this.#worker.postMessage({ input: buffer, length } satisfies FrameRequest, [buffer]);
+    });
+  }
+
+  close(): void {
+    this.#worker.terminate();
+    this.#failAll(new Error("zstd compression was stopped"));
+  }
+
+  #failAll(error: Error): void {
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(error);
+  }
 }
 
 /**
  * Compresses into `write`: input gathered into frames of
- * {@linkcode ZSTD_FRAME_INPUT} bytes, each compressed in the thread pool
- * while the next fills, written in order. `write` returns a promise only
- * when {@linkcode IN_FLIGHT} frames are already waiting, which pauses the
+ * {@linkcode ZSTD_FRAME_INPUT} bytes, each compressed by a worker while the
+ * next fills, written in order. `write` returns a promise only when
+ * {@linkcode IN_FLIGHT} frames are already waiting, which pauses the
  * producer.
  */
 export function zstdSink(output: ByteWrite): ZstdSink {
-  let buffer = new Uint8Array(ZSTD_FRAME_INPUT);
+  const compressor = new FrameCompressor();
+  // Input buffers go to the worker and come back for the next frames.
+  const free: Uint8Array[] = [];
+  const take = () => free.pop() ?? new Uint8Array(ZSTD_FRAME_INPUT);
+  let buffer = take();
   let filled = 0;
   let framesWritten = 0;
   let stopped = false;
@@ -80,11 +122,11 @@ export function zstdSink(output: ByteWrite): ZstdSink {
   let last: Promise<void> = Promise.resolve();
 
   const flush = (): Promise<void> | void => {
-    const input = buffer.subarray(0, filled);
-    buffer = new Uint8Array(ZSTD_FRAME_INPUT);
+    const compressed = compressor.compress(buffer, filled);
+    buffer = take();
     filled = 0;
-    const compressed = compressFrame(input);
-    const done = Promise.all([last, compressed]).then(([, frame]) => {
+    const done = Promise.all([last, compressed]).then(([, { input, frame }]) => {
+      free.push(input);
       if (stopped) return;
       framesWritten++;
       return output(frame);
@@ -113,11 +155,16 @@ export function zstdSink(output: ByteWrite): ZstdSink {
       return waiting;
     },
     async close() {
-      if (filled > 0 || framesWritten + queue.length === 0) await flush();
-      await last;
+      try {
+        if (filled > 0 || framesWritten + queue.length === 0) await flush();
+        await last;
+      } finally {
+        compressor.close();
+      }
     },
     async abort() {
       stopped = true;
+      compressor.close();
       await last.catch(() => {});
     },
   };
@@ -176,7 +223,11 @@ export function zstdReadStream(): TransformStream<Uint8Array, Uint8Array> {
       start += frame.length;
       offset += frame.length;
       frames++;
-      if (content.length > 0) controller.enqueue(new Uint8Array(content));
+      // In slices: a reader that reads ahead a number of chunks (Node's
+      // `Readable.from` takes 16) then holds a few hundred KiB, not 16 frames.
+      for (let at = 0; at < content.length; at += OUTPUT_SLICE) {
+        controller.enqueue(content.subarray(at, at + OUTPUT_SLICE));
+      }
     }
   };
 
