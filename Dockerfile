@@ -7,7 +7,7 @@ WORKDIR /src
 COPY deno.json deno.lock ./
 COPY main.ts ./
 COPY src ./src
-RUN deno compile -P=app --v8-flags=--max-semi-space-size=1 --frozen --include src/formats/zstd_worker.ts --output /out/pgvector-backup main.ts
+RUN deno compile -P=app --v8-flags=--max-semi-space-size=1 --frozen --output /out/pgvector-backup main.ts
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/pgvector-backup /usr/local/bin/pgvector-backup
