@@ -314,7 +314,19 @@ Deno.test("binary with the cursor engine, and gzip against compression, are refu
         const mixed = await post({ gzip: true, compression: "zstd" });
         assert.equal(mixed.status, 400);
         assert.match(mixed.body.data.response, /disagree/);
-        assert.equal((await post({ format: "csv", compression: "zstd" })).status, 200);
+        const made = await post({ format: "csv", compression: "zstd" });
+        assert.equal(made.status, 200);
+        // Downloads hand out the stored bytes, typed by their form.
+        const file = made.body.data.tables_backed_up.langchain_pg_embedding.backup_file;
+        const download = await fetch(
+          `${server.base}/api/v0/data_pipeline/vector/backup/files/_global/${file}`,
+        );
+        assert.equal(download.status, 200);
+        assert.equal(download.headers.get("content-type"), "application/zstd");
+        assert.deepEqual(
+          new Uint8Array(await download.arrayBuffer()),
+          await Deno.readFile(join(dataDir, "vector_bak", file)),
+        );
       } finally {
         await server.stop();
       }
