@@ -27,11 +27,13 @@ import {
 import {
   assertManifestsWhole,
   bucketState,
+  cleanLeftovers,
   type FaultBucket,
   isComplete,
   isManifestName,
   isUploadPart,
   isWrite,
+  listTask,
   nameOf,
   withFaultBucket,
 } from "./s3_support.ts";
@@ -45,6 +47,12 @@ interface Moment {
   label: string;
   /** How many manifest objects the killed run may leave: 0, or 1 once it was stored. */
   manifests: number;
+  /**
+   * Hold the request this long before the kill: a run that does not wait
+   * for its answer (a manifest write or read-back not awaited) would
+   * truncate meanwhile.
+   */
+  holdMs?: number;
   matches(request: SeenRequest, before: SeenRequest[], bucket: string): boolean;
 }
 
@@ -66,13 +74,15 @@ const MOMENTS: Moment[] = [
     matches: (r, _, bucket) => isComplete(r) && nameOf(r, bucket).startsWith(`${EMBEDDING}_`),
   },
   {
-    label: "after every table object, at the manifest's first write",
+    label: "after every table object, at the manifest's first write (held 2 s)",
     manifests: 0,
+    holdMs: 2_000,
     matches: (r, _, bucket) => isWrite(r) && isManifestName(nameOf(r, bucket)),
   },
   {
-    label: "after the manifest is stored, at its HEAD read-back",
+    label: "after the manifest is stored, at its HEAD read-back (held 2 s)",
     manifests: 1,
+    holdMs: 2_000,
     matches: (r, before, bucket) =>
       r.method === "HEAD" && isManifestName(nameOf(r, bucket)) &&
       before.some((b) => isWrite(b) && nameOf(b, bucket) === nameOf(r, bucket)),
@@ -102,10 +112,13 @@ Deno.test("3c. SIGKILL of `backup --storage s3://… --truncate` at 6 moments of
         );
         let killed = false;
         const start = fb.proxy.seen.length;
-        fb.proxy.inspect((request) => {
-          if (killed) return "cut";
+        let held = false;
+        fb.proxy.inspect(async (request) => {
+          if (held || killed) return "cut";
           const before = fb.proxy.seen.slice(start, -1);
           if (!moment.matches(request, before, fb.bucket)) return "forward";
+          held = true;
+          if (moment.holdMs) await new Promise((resolve) => setTimeout(resolve, moment.holdMs));
           killed = child.kill("SIGKILL");
           return "cut";
         });
@@ -115,10 +128,11 @@ Deno.test("3c. SIGKILL of `backup --storage s3://… --truncate` at 6 moments of
         await collect(`${task} stderr`, exit.stderr);
 
         await tally.try(`${task}, ${moment.label}`, async () => {
-          assert.ok(killed, `the moment never came; exit ${exit.code}: ${exit.stdout}`);
-          assert.equal(exit.signal, "SIGKILL");
+          assert.ok(held, `the moment never came; exit ${exit.code}: ${exit.stdout}`);
           await sessionsGone(db.sql, db.name);
           await assertKilledRun(fb, db, task, dir, moment, expected);
+          // Not killed: the run ended by itself while its request was held.
+          assert.ok(killed, `the run ended while its request was held: ${exit.stdout}`);
         });
         // Refilled for the next moment, whatever this one did.
         if (await rowCount(db.sql, EMBEDDING) === 0) {
@@ -193,32 +207,4 @@ async function assertKilledRun(
   const relisted = await listTask(fb, task);
   assert.deepEqual(relisted.leftovers, [], "leftovers still listed after the cleanup");
   assert.deepEqual(relisted.sets.map((s) => s.timestamp), complete, "sets after the cleanup");
-}
-
-interface TaskListing {
-  sets: { timestamp: string; complete: boolean }[];
-  leftovers: { file: string }[];
-}
-
-/** `list --json` of one task's sets in the bucket. */
-async function listTask(fb: FaultBucket, task: string): Promise<TaskListing> {
-  const listed = await runMainCollected(
-    `${task} list`,
-    ["list", "--json", "--task-id", task, ...fb.storageArgs],
-    fb.env,
-  );
-  assert.equal(listed.code, 0, listed.stdout + listed.stderr);
-  const data = JSON.parse(listed.stdout).data;
-  return { sets: data.backup_sets, leftovers: data.leftovers };
-}
-
-/** `delete --interrupted` of every set the listing reports incomplete: what a killed run left. */
-async function cleanLeftovers(fb: FaultBucket, task: string, listed: TaskListing): Promise<void> {
-  for (const set of listed.sets.filter((s) => !s.complete)) {
-    const cleaned = await runMainCollected(`${task} cleanup`, [
-      ...["delete", "--json", "--interrupted", "--task-id", task],
-      ...["--timestamp", set.timestamp, ...fb.storageArgs],
-    ], fb.env);
-    assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
-  }
 }

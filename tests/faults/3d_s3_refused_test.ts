@@ -26,8 +26,10 @@ import {
 import {
   assertManifestWhole,
   bucketState,
+  cleanLeftovers,
   getObject,
   isUploadPart,
+  listTask,
   manifestKeys,
   nameOf,
   s3Env,
@@ -115,7 +117,27 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
             await assertUntouched(db);
             const state = await bucketState(fb.client, fb.bucket, dir);
             assert.deepEqual(manifestKeys(state), [], "a manifest object after a failed run");
-            console.log(`endpoint down at part ${part}: failed after ${took} ms`);
+            // What the run could not abort while the endpoint was away is
+            // reported once it is back, and `delete --interrupted` clears it.
+            const listed = await listTask(fb, task);
+            assert.ok(listed.sets.every((set) => !set.complete), JSON.stringify(listed));
+            if (state.objects.length > 0 || state.uploads.length > 0) {
+              assert.ok(
+                listed.sets.length > 0 || listed.leftovers.length > 0,
+                `left in the bucket but not reported: ${JSON.stringify(state)}`,
+              );
+            }
+            await cleanLeftovers(fb, task, listed);
+            const after = await bucketState(fb.client, fb.bucket, dir);
+            assert.deepEqual(after.uploads, [], "unfinished uploads after the cleanup");
+            assert.deepEqual(
+              after.objects.map((o) => o.key).filter((k) => !k.endsWith("/vector_backup_log.txt")),
+              [],
+              "objects of the failed run after the cleanup",
+            );
+            console.log(
+              `endpoint down at part ${part}: failed after ${took} ms, leaving ${state.objects.length} objects and ${state.uploads.length} uploads, cleaned`,
+            );
           });
         }
       });
@@ -187,6 +209,11 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
               `${key} was overwritten`,
             );
           }
+          console.log(
+            `${planted.size} names planted; the run: exit ${run.code}, ${
+              JSON.parse(run.stdout).data.manifest_file ?? JSON.parse(run.stdout).data.response
+            }`,
+          );
           if (run.code === 0) {
             const written = JSON.parse(run.stdout).data;
             const state = await bucketState(fb.client, fb.bucket, dir);

@@ -24,7 +24,7 @@ import {
 import { type S3Target, withS3 } from "../../scripts/ceph.ts";
 import { s3Client } from "../s3_client.ts";
 import { type S3Proxy, type SeenRequest, startS3Proxy } from "../s3_proxy.ts";
-import { rememberSecret } from "./support.ts";
+import { rememberSecret, runMainCollected } from "./support.ts";
 
 /** A bucket for one test, reached directly (`client`) and through a proxy (`proxy`). */
 export interface FaultBucket {
@@ -254,4 +254,40 @@ export function isWrite(request: SeenRequest): boolean {
 /** Whether a name is a set's manifest, `manifest_<stamp>.json`. */
 export function isManifestName(name: string): boolean {
   return MANIFEST.test(name);
+}
+
+// ---------------------------------------------------------------------------
+// What the program says about a task's folder in the bucket.
+
+/** One task's sets and leftovers in the bucket, as `list --json` reports them. */
+export interface TaskListing {
+  sets: { timestamp: string; complete: boolean }[];
+  leftovers: { file: string }[];
+}
+
+/** `list --json` of one task's sets in the bucket. */
+export async function listTask(fb: FaultBucket, task: string): Promise<TaskListing> {
+  const listed = await runMainCollected(
+    `${task} list`,
+    ["list", "--json", "--task-id", task, ...fb.storageArgs],
+    fb.env,
+  );
+  assert.equal(listed.code, 0, listed.stdout + listed.stderr);
+  const data = JSON.parse(listed.stdout).data;
+  return { sets: data.backup_sets, leftovers: data.leftovers };
+}
+
+/** `delete --interrupted` of every set the listing reports incomplete: what a killed run left. */
+export async function cleanLeftovers(
+  fb: FaultBucket,
+  task: string,
+  listed: TaskListing,
+): Promise<void> {
+  for (const set of listed.sets.filter((s) => !s.complete)) {
+    const cleaned = await runMainCollected(`${task} cleanup`, [
+      ...["delete", "--json", "--interrupted", "--task-id", task],
+      ...["--timestamp", set.timestamp, ...fb.storageArgs],
+    ], fb.env);
+    assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
+  }
 }
