@@ -1,8 +1,9 @@
 /**
  * Fault 3c: SIGKILL of `main.ts backup --storage s3://… --truncate` at
  * exact moments of its traffic to the bucket: a proxy between the program
- * and the real S3 server (Ceph RGW) kills the program as the chosen request
- * arrives, before it reaches the server. Then: no manifest object without
+ * and the real S3 server (Ceph RGW) holds the chosen request, lets the
+ * others pass for 1.5 s, then kills the program; the held request never
+ * reaches the server. Then: no manifest object without
  * every file it lists, intact; no row truncated (the TRUNCATE may commit
  * only after the manifest's read-back); `list` reports the killed set as
  * incomplete and `restore` refuses it; and the cleanup command removes what
@@ -42,17 +43,19 @@ import {
 const ROWS = 20_000;
 const DIMENSIONS = 128;
 
+/**
+ * How long the chosen request is held before the kill, while the run's
+ * other requests pass: a run that does not wait for that request's answer
+ * (an upload not awaited before the manifest, a manifest write or read-back
+ * not awaited before the TRUNCATE's COMMIT) shows it meanwhile.
+ */
+const HOLD_MS = 1_500;
+
 /** When to kill: a test on each request head, given the requests seen before it. */
 interface Moment {
   label: string;
   /** How many manifest objects the killed run may leave: 0, or 1 once it was stored. */
   manifests: number;
-  /**
-   * Hold the request this long before the kill: a run that does not wait
-   * for its answer (a manifest write or read-back not awaited) would
-   * truncate meanwhile.
-   */
-  holdMs?: number;
   matches(request: SeenRequest, before: SeenRequest[], bucket: string): boolean;
 }
 
@@ -74,15 +77,13 @@ const MOMENTS: Moment[] = [
     matches: (r, _, bucket) => isComplete(r) && nameOf(r, bucket).startsWith(`${EMBEDDING}_`),
   },
   {
-    label: "after every table object, at the manifest's first write (held 2 s)",
+    label: "after every table object, at the manifest's first write",
     manifests: 0,
-    holdMs: 2_000,
     matches: (r, _, bucket) => isWrite(r) && isManifestName(nameOf(r, bucket)),
   },
   {
-    label: "after the manifest is stored, at its HEAD read-back (held 2 s)",
+    label: "after the manifest is stored, at its HEAD read-back",
     manifests: 1,
-    holdMs: 2_000,
     matches: (r, before, bucket) =>
       r.method === "HEAD" && isManifestName(nameOf(r, bucket)) &&
       before.some((b) => isWrite(b) && nameOf(b, bucket) === nameOf(r, bucket)),
@@ -114,11 +115,11 @@ Deno.test("3c. SIGKILL of `backup --storage s3://… --truncate` at 6 moments of
         const start = fb.proxy.seen.length;
         let held = false;
         fb.proxy.inspect(async (request) => {
-          if (held || killed) return "cut";
+          if (killed) return "cut";
           const before = fb.proxy.seen.slice(start, -1);
-          if (!moment.matches(request, before, fb.bucket)) return "forward";
+          if (held || !moment.matches(request, before, fb.bucket)) return "forward";
           held = true;
-          if (moment.holdMs) await new Promise((resolve) => setTimeout(resolve, moment.holdMs));
+          await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
           killed = child.kill("SIGKILL");
           return "cut";
         });
