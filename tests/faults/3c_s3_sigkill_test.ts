@@ -97,7 +97,7 @@ Deno.test("3c. SIGKILL of `backup --storage s3://… --truncate` at 6 moments of
     dimensions: DIMENSIONS,
   });
   await rememberSecret(new URL(db.url).password);
-  const tally = new Tally("3c. SIGKILL of `backup --storage s3://… --truncate` at 6 moments");
+  const tally = new Tally("3c. SIGKILL of S3 `backup --truncate` at 6 upload moments");
   try {
     const expected = await snapshotTables(db);
     await withFaultBucket("sigkill", async (fb) => {
