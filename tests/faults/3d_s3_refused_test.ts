@@ -17,7 +17,6 @@ import {
   EMBEDDING,
   rememberSecret,
   rowCount,
-  runMainCollected,
   sessionsGone,
   snapshotTables,
   spawnMain,
@@ -32,6 +31,7 @@ import {
   listTask,
   manifestKeys,
   nameOf,
+  runBounded,
   s3Env,
   storageArgs,
   withFaultBucket,
@@ -44,10 +44,11 @@ const GIVE_UP_MS = 120_000;
 
 /** Asserts a failed backup's envelope: STORAGE_ERROR, exit code 6, a sentence matching `sentence`. */
 function assertStorageError(
-  run: { code: number; stdout: string; stderr: string },
+  run: { code: number; signal?: Deno.Signal | null; stdout: string; stderr: string },
   sentence: RegExp,
   secrets: string[],
 ): Record<string, unknown> {
+  assert.ok(!run.signal, `killed by ${run.signal}: no answer in time`);
   assert.equal(run.code, 6, `exit ${run.code}: ${run.stdout}${run.stderr}`);
   const envelope = JSON.parse(run.stdout);
   assert.equal(envelope.success, false);
@@ -154,7 +155,7 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
         ];
         for (const [i, c] of cases.entries()) {
           const task = `s3creds_${i + 1}`;
-          const run = await runMainCollected(task, [...backup(task), ...fb.storageArgs], c.env);
+          const run = await runBounded(task, [...backup(task), ...fb.storageArgs], c.env);
           await refused.try(c.label, async () => {
             assertStorageError(run, /credential|access key|secret|signature/i, [
               secret,
@@ -169,7 +170,7 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
 
       await t.step("a bucket that does not exist", async () => {
         const missing = `pgvb-missing-${crypto.randomUUID().slice(0, 8)}`;
-        const run = await runMainCollected("missing bucket", [
+        const run = await runBounded("missing bucket", [
           ...backup("s3nobucket"),
           ...storageArgs(missing, "backups", fb.proxy.endpoint),
         ], s3Env(fb.target));
@@ -196,7 +197,7 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
           );
           planted.set(dir + name, bytes);
         }
-        const run = await runMainCollected(
+        const run = await runBounded(
           task,
           [...backup(task, false), ...fb.storageArgs],
           fb.env,

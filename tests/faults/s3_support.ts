@@ -24,7 +24,7 @@ import {
 import { type S3Target, withS3 } from "../../scripts/ceph.ts";
 import { s3Client } from "../s3_client.ts";
 import { type S3Proxy, type SeenRequest, startS3Proxy } from "../s3_proxy.ts";
-import { rememberSecret, runMainCollected } from "./support.ts";
+import { collect, type Exit, rememberSecret, runMainCollected, spawnMain } from "./support.ts";
 
 /** A bucket for one test, reached directly (`client`) and through a proxy (`proxy`). */
 export interface FaultBucket {
@@ -290,4 +290,23 @@ export async function cleanLeftovers(
     ], fb.env);
     assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
   }
+}
+
+/**
+ * Runs `main.ts` to its end, or SIGKILLs it after `timeoutMs` (then
+ * `signal` is SIGKILL: a run that never answers is a failure of its own),
+ * and collects what it printed.
+ */
+export async function runBounded(
+  source: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 120_000,
+): Promise<Exit> {
+  const child = spawnMain(args, env);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const exit = await child.exit.finally(() => clearTimeout(timer));
+  await collect(`${source} stdout`, exit.stdout);
+  await collect(`${source} stderr`, exit.stderr);
+  return exit;
 }
