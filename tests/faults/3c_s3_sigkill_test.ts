@@ -19,7 +19,6 @@ import {
   EMBEDDING,
   rememberSecret,
   rowCount,
-  runMainCollected,
   sessionsGone,
   snapshotTables,
   spawnMain,
@@ -36,6 +35,7 @@ import {
   isWrite,
   listTask,
   nameOf,
+  runBounded,
   withFaultBucket,
 } from "./s3_support.ts";
 
@@ -187,7 +187,7 @@ async function assertKilledRun(
     );
   }
   for (const set of listed.sets.filter((s) => !s.complete)) {
-    const restore = await runMainCollected(`${task} restore`, [
+    const restore = await runBounded(`${task} restore`, [
       ...["restore", "--json", "--db", db.url],
       ...["--task-id", task, "--timestamp", set.timestamp, ...fb.storageArgs],
     ], fb.env);

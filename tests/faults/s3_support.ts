@@ -24,7 +24,7 @@ import {
 import { type S3Target, withS3 } from "../../scripts/ceph.ts";
 import { s3Client } from "../s3_client.ts";
 import { type S3Proxy, type SeenRequest, startS3Proxy } from "../s3_proxy.ts";
-import { collect, type Exit, rememberSecret, runMainCollected, spawnMain } from "./support.ts";
+import { collect, type Exit, rememberSecret, spawnMain } from "./support.ts";
 
 /** A bucket for one test, reached directly (`client`) and through a proxy (`proxy`). */
 export interface FaultBucket {
@@ -267,7 +267,7 @@ export interface TaskListing {
 
 /** `list --json` of one task's sets in the bucket. */
 export async function listTask(fb: FaultBucket, task: string): Promise<TaskListing> {
-  const listed = await runMainCollected(
+  const listed = await runBounded(
     `${task} list`,
     ["list", "--json", "--task-id", task, ...fb.storageArgs],
     fb.env,
@@ -284,7 +284,7 @@ export async function cleanLeftovers(
   listed: TaskListing,
 ): Promise<void> {
   for (const set of listed.sets.filter((s) => !s.complete)) {
-    const cleaned = await runMainCollected(`${task} cleanup`, [
+    const cleaned = await runBounded(`${task} cleanup`, [
       ...["delete", "--json", "--interrupted", "--task-id", task],
       ...["--timestamp", set.timestamp, ...fb.storageArgs],
     ], fb.env);
