@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { freshDatabase, type TestDatabase } from "../helpers.ts";
 import {
+  collect,
   COLLECTION,
   EMBEDDING,
   rememberSecret,
@@ -108,6 +109,8 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
           const timer = setTimeout(() => child.kill("SIGKILL"), GIVE_UP_MS);
           const run = await child.exit.finally(() => clearTimeout(timer));
           const took = Date.now() - started;
+          await collect(`${task} stdout`, run.stdout);
+          await collect(`${task} stderr`, run.stderr);
           fb.proxy.up();
           fb.proxy.inspect(() => "forward");
           await outage.try(`${task}, at the embedding object's part ${part}`, async () => {
