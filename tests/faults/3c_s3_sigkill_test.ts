@@ -30,6 +30,7 @@ import {
   cleanLeftovers,
   type FaultBucket,
   isComplete,
+  isLogKey,
   isManifestName,
   isUploadPart,
   isWrite,
@@ -176,7 +177,7 @@ async function assertKilledRun(
   }
   const ofCompleteSet = (key: string) => complete.some((stamp) => key.includes(`_${stamp}.`));
   const loose = left.objects.map((o) => o.key).filter((key) =>
-    !key.endsWith("/vector_backup_log.txt") && !ofCompleteSet(key)
+    !isLogKey(key) && !ofCompleteSet(key)
   );
   if (loose.length > 0 || left.uploads.length > 0) {
     assert.ok(
@@ -199,7 +200,7 @@ async function assertKilledRun(
   const after = await bucketState(fb.client, fb.bucket, dir);
   assert.deepEqual(after.uploads, [], "unfinished multipart uploads remain after the cleanup");
   const stray = after.objects.map((o) => o.key).filter((key) =>
-    !key.endsWith("/vector_backup_log.txt") && !ofCompleteSet(key)
+    !isLogKey(key) && !ofCompleteSet(key)
   );
   assert.deepEqual(stray, [], "objects of the killed run remain after the cleanup");
   for (const key of left.objects.map((o) => o.key).filter(ofCompleteSet)) {

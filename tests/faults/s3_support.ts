@@ -251,6 +251,11 @@ export function isWrite(request: SeenRequest): boolean {
     isComplete(request);
 }
 
+/** Whether a key is the backup log: one object per run under `vector_backup_log/`. */
+export function isLogKey(key: string): boolean {
+  return /\/vector_backup_log(\/[^/]+|\.txt)$/.test(key);
+}
+
 /** Whether a name is a set's manifest, `manifest_<stamp>.json`. */
 export function isManifestName(name: string): boolean {
   return MANIFEST.test(name);
