@@ -130,7 +130,7 @@ for (const layout of ["langchain_community", "langchain_postgres"] as const) {
   }
 }
 
-Deno.test("s3 sets: list newest first, verify, --keep retention, delete, a damaged object found by verify", async () => {
+Deno.test("s3 sets: list newest first, verify (also --path s3://), check, --keep retention, delete, a damaged object found by verify", async () => {
   const db = await freshDatabase({ layout: "langchain_postgres", rows: 50, dimensions: 4 });
   const place = await freshPrefix("sets");
   try {
@@ -160,6 +160,22 @@ Deno.test("s3 sets: list newest first, verify, --keep retention, delete, a damag
       const verify = await cli(["verify", ...common, "--task-id", "t1", "--json"], env, dataDir);
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       assert.equal(verify.json.data.sets.length, 2);
+      const byPath = await cli(["verify", "--path", `${place.url}/t1/vector_bak`], env, dataDir);
+      assert.equal(byPath.code, 0, byPath.stdout + byPath.stderr);
+
+      const check = await cli(["check", ...common, "--db", db.url], env, dataDir);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(
+        check.stdout,
+        new RegExp(`${place.url}/vector_bak: writable, free space unknown`),
+      );
+      const denied = await cli(
+        ["check", ...common, "--db", db.url],
+        { ...env, AWS_SECRET_ACCESS_KEY: "not-the-secret-key" },
+        dataDir,
+      );
+      assert.equal(denied.code, 1);
+      assert.match(denied.stdout, /problem: The object store at .* rejected the credentials/);
 
       const deleted = await cli(
         ["delete", ...common, "--task-id", "t1", "--timestamp", stamps[1], "--json"],

@@ -5,7 +5,8 @@
  * once sent, so a file of any size holds `PARTS_AT_ONCE + 1` buffers. The
  * multipart upload starts with the first full part; an object smaller
  * than one part is a single `PutObject`. Both ends are conditional
- * (`If-None-Match: *`): an object that has the key is never replaced.
+ * (`If-None-Match: *`, and a HEAD just before completing, for stores that
+ * ignore the condition there): an object that has the key is not replaced.
  *
  * (`@aws-sdk/lib-storage`'s `Upload` does the same but re-assembles each
  * part from the stream's chunks with `Buffer.concat`: measured here, its
@@ -18,6 +19,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
@@ -78,6 +80,7 @@ export class MultipartWriter {
     if (this.#filled > 0) await this.#sendPart();
     await Promise.all(this.#sending);
     this.#check();
+    await this.#refuseIfTaken();
     await this.client.send(
       new CompleteMultipartUploadCommand({
         Bucket: this.bucket,
@@ -88,6 +91,24 @@ export class MultipartWriter {
       }),
     );
     this.#uploadId = undefined;
+  }
+
+  /**
+   * Fails as a conditional request does (412) when the key has an object.
+   * Some stores (Ceph 16 among them) ignore `If-None-Match` on completing a
+   * multipart upload; this look just before narrows a writer that does not
+   * claim its keys to the moment between the two requests.
+   */
+  async #refuseIfTaken(): Promise<void> {
+    const status = await this.client.send(
+      new HeadObjectCommand({ Bucket: this.bucket, Key: this.key }),
+    ).then(() => 200, (error) => {
+      if (error?.$metadata?.httpStatusCode === 404) return 404;
+      throw error;
+    });
+    if (status === 200) {
+      throw Object.assign(new Error(`${this.key} exists`), { $metadata: { httpStatusCode: 412 } });
+    }
   }
 
   /** Waits for the parts on their way and aborts the upload, freeing its parts. */
