@@ -3,7 +3,8 @@
  *
  * One run: take the advisory lock of the database, open a REPEATABLE READ
  * transaction, lock the truncate tables against writers before the snapshot
- * is taken, export that snapshot, stream each table into a storage file
+ * is taken, export that snapshot, record the tables' definitions from it
+ * (`langchain/schema.ts`), stream each table into a storage file
  * (`backup_export.ts`), commit the set (files, then the manifest, then the
  * storage synced: `storage/set_writer.ts`), and only then truncate and
  * commit. Any failure before the commit rolls back and removes the set.
@@ -28,6 +29,7 @@ import {
 import { BackupError, classifyError } from "../contract/errors.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import { checkPrivileges, describeTable, resolveScope } from "../langchain/catalog.ts";
+import { captureSchema } from "../langchain/schema.ts";
 import {
   type ColumnInfo,
   encodeManifest,
@@ -171,8 +173,17 @@ async function backUpSet(
           await tx`LOCK TABLE ${tx(table)} IN SHARE ROW EXCLUSIVE MODE`;
         }
       }
+      // The definitions are read through the catalog's own cache, which
+      // shows the latest committed DDL, not the snapshot's: like pg_dump,
+      // hold off DDL on the tables (ACCESS SHARE blocks only ALTER, DROP,
+      // TRUNCATE and the like, not writers) so that both agree. No deadline:
+      // it waits for DDL running now, by design.
+      for (const table of options.tables) {
+        await tx`LOCK TABLE ${tx(table)} IN ACCESS SHARE MODE`;
+      }
       const [snapshot] = await bound(tx`
         SELECT pg_export_snapshot() AS id, now() AS taken_at`);
+      const schema = await bound(captureSchema(tx, options.tables));
       const scope = await resolveScope(tx, options, bound);
       const catalog = [];
       for (const table of options.tables) {
@@ -212,7 +223,7 @@ async function backUpSet(
       }
 
       const manifest: Manifest = {
-        format: "pgvector-backup/1",
+        format: "pgvector-backup/2",
         timestamp: set.stamp,
         created_at: isoTimestamp(startedAt),
         snapshot_time: isoTimestamp(snapshot.taken_at),
@@ -227,6 +238,7 @@ async function backUpSet(
         tables: entries,
         truncated: options.truncate ? [...options.truncateTables] : [],
         scope: scope && { collection_names: scope.names, collection_ids: scope.uuids },
+        schema,
       };
       // The manifest last, as the commit marker; then the set is durable.
       const committed = await set.commit(encodeManifest(manifest));

@@ -11,6 +11,13 @@
  * @module
  */
 
+import {
+  checkSchemaTables,
+  parseSchemaSnapshot,
+  SCHEMA_SNAPSHOT_JSON_SCHEMA,
+  type SchemaSnapshot,
+} from "./table_schema.ts";
+
 /**
  * Checks a value and returns it typed, or throws a `ManifestError`; `schema`
  * is the same shape as JSON Schema, for the API document.
@@ -94,13 +101,26 @@ function list<T>(item: Shape<T>, min = 0): Shape<T[]> {
   });
 }
 
+/** A field that may be absent (one that a newer format added). */
+type Optional<T> = Shape<T> & { optional: true };
+
+function optional<T>(inner: Shape<T>): Optional<T> {
+  return Object.assign(shape((v, w) => inner(v, w), inner.schema), { optional: true as const });
+}
+
+/** An object's type: its optional fields with `?`. */
+type Fields<F> =
+  & { [K in keyof F as F[K] extends { optional: true } ? never : K]: Infer<F[K]> }
+  & { [K in keyof F as F[K] extends { optional: true } ? K : never]?: Infer<F[K]> };
+
 function object<F extends Record<string, Shape<unknown>>>(
   fields: F,
-): Shape<{ [K in keyof F]: Infer<F[K]> }> {
+): Shape<Fields<F>> {
+  const isOptional = (f: Shape<unknown>) => "optional" in f;
   const schema = {
     type: "object",
     properties: Object.fromEntries(Object.entries(fields).map(([key, f]) => [key, f.schema])),
-    required: Object.keys(fields),
+    required: Object.keys(fields).filter((key) => !isOptional(fields[key])),
     additionalProperties: false,
   };
   return shape((v, w) => {
@@ -113,13 +133,23 @@ function object<F extends Record<string, Shape<unknown>>>(
     }
     const out: Record<string, unknown> = {};
     for (const [key, shape] of Object.entries(fields)) {
+      if (record[key] === undefined && isOptional(shape)) continue;
       out[key] = shape(record[key], `${w}.${key}`);
     }
-    return out as { [K in keyof F]: Infer<F[K]> };
+    return out as Fields<F>;
   }, schema);
 }
 
 const COLUMN = object({ name: text, type: text });
+
+/** The tables' definitions (`formats/table_schema.ts`), from `pgvector-backup/2` on. */
+const SCHEMA: Shape<SchemaSnapshot> = shape((v, w) => {
+  try {
+    return parseSchemaSnapshot(v, w);
+  } catch (error) {
+    throw new ManifestError((error as Error).message);
+  }
+}, SCHEMA_SNAPSHOT_JSON_SCHEMA);
 
 const TABLE = object({
   table: text,
@@ -132,7 +162,7 @@ const TABLE = object({
 
 /** The one definition of a manifest's shape. */
 const MANIFEST = object({
-  format: literal("pgvector-backup/1"),
+  format: literal("pgvector-backup/1", "pgvector-backup/2"),
   timestamp: text,
   created_at: instant,
   snapshot_time: instant,
@@ -148,6 +178,7 @@ const MANIFEST = object({
   truncated: list(text),
   /** Set when the backup holds only some collections; a restore replaces just those. */
   scope: nullable(object({ collection_names: list(text), collection_ids: list(text) })),
+  schema: optional(SCHEMA),
 });
 
 /** A column as the catalog describes it. */
@@ -209,6 +240,16 @@ export function parseManifest(value: unknown, expected: ManifestExpectations): M
           JSON.stringify(entry.file.slice(0, 64))
         }`,
       );
+    }
+  }
+  if (manifest.format === "pgvector-backup/2" && !manifest.schema) {
+    throw new ManifestError("the manifest.schema must be there in a pgvector-backup/2 manifest");
+  }
+  if (manifest.schema) {
+    try {
+      checkSchemaTables(manifest.schema, manifest.tables.map((entry) => entry.table));
+    } catch (error) {
+      throw new ManifestError((error as Error).message);
     }
   }
   for (const table of manifest.truncated) {

@@ -214,6 +214,7 @@ async function runRestoreCommand(
         timestamp: flags.timestamp,
         tables: flags.tables?.length ? flags.tables : undefined,
         truncateBeforeRestore: flags.truncateBeforeRestore,
+        createTables: flags.createTables,
       },
       setNaming(config),
       parseDbConnection,
