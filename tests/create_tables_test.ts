@@ -40,7 +40,11 @@ const NAMING = { tables: TABLES, timestampFormat: DEFAULT_CONFIG.timestampFormat
  */
 const FORMS: { name: string; args: string[] }[] = [
   { name: "csv", args: [] },
-  { name: "csv, gzip", args: ["--gzip"] },
+  { name: "csv, gzip", args: ["--compression", "gzip"] },
+  { name: "csv, zstd", args: ["--compression", "zstd"] },
+  { name: "binary", args: ["--format", "binary"] },
+  { name: "binary, gzip", args: ["--format", "binary", "--compression", "gzip"] },
+  { name: "binary, zstd", args: ["--format", "binary", "--compression", "zstd"] },
 ];
 
 /** The tables LangChain.js's PGVectorStore creates (with these column names configured), filled. */
@@ -150,49 +154,72 @@ async function assertSameTables(target: TestDatabase, source: TestDatabase): Pro
 }
 
 for (const { name: layout } of LAYOUTS) {
-  for (const form of FORMS) {
-    Deno.test(`create_tables recreates the tables into an empty database (${layout}, ${form.name}, CLI and HTTP)`, async () => {
-      const source = await sourceDatabase(layout);
-      const viaCli = await freshDatabase();
-      const viaHttp = await freshDatabase();
-      try {
-        // The targets lack the extension too: the restore creates it.
-        await viaCli.sql`DROP EXTENSION vector`;
-        await viaHttp.sql`DROP EXTENSION vector`;
-        await withTempDir(async (dataDir) => {
-          const stamp = await backUp(source, dataDir, form.args);
-          const manifest = JSON.parse(await Deno.readTextFile(manifestPath(dataDir, stamp)));
-          assert.equal(manifest.format, "pgvector-backup/2");
-          assert.deepEqual(manifest.schema.tables.map((t: { table: string }) => t.table), TABLES);
+  Deno.test(`create_tables recreates the tables into an empty database (${layout}, every form, CLI and HTTP)`, async (t) => {
+    const source = await sourceDatabase(layout);
+    try {
+      await withTempDir(async (dataDir) => {
+        const server = await startServer(["--db", source.url, "--data-dir", dataDir]);
+        try {
+          for (const form of FORMS) {
+            await t.step(form.name, async () => {
+              const viaCli = await freshDatabase();
+              const viaHttp = await freshDatabase();
+              try {
+                // The targets lack the extension too: the restore creates it.
+                await viaCli.sql`DROP EXTENSION vector`;
+                await viaHttp.sql`DROP EXTENSION vector`;
+                const stamp = await backUp(source, dataDir, form.args);
+                const manifest = JSON.parse(await Deno.readTextFile(manifestPath(dataDir, stamp)));
+                assert.equal(manifest.format, "pgvector-backup/2");
+                assert.deepEqual(
+                  manifest.schema.tables.map((t: { table: string }) => t.table),
+                  TABLES,
+                );
 
-          const cli = await runMain([
-            "restore",
-            "--db",
-            viaCli.url,
-            "--data-dir",
-            dataDir,
-            "--timestamp",
-            stamp,
-            "--create-tables",
-            "--json",
-          ]);
-          assert.equal(cli.code, 0, cli.stdout + cli.stderr);
-          assert.deepEqual(JSON.parse(cli.stdout).data.tables_created, TABLES);
-          await assertSameTables(viaCli, source);
+                const cli = await runMain([
+                  "restore",
+                  "--db",
+                  viaCli.url,
+                  "--data-dir",
+                  dataDir,
+                  "--timestamp",
+                  stamp,
+                  "--create-tables",
+                  "--json",
+                ]);
+                assert.equal(cli.code, 0, cli.stdout + cli.stderr);
+                assert.deepEqual(JSON.parse(cli.stdout).data.tables_created, TABLES);
+                await assertSameTables(viaCli, source);
 
-          const http = await restoreOverHttp(viaHttp, dataDir, {
-            timestamp: stamp,
-            create_tables: true,
-          });
-          assert.equal(http.status, 200, JSON.stringify(http.envelope));
-          assert.deepEqual(http.envelope.data.tables_created, TABLES);
-          await assertSameTables(viaHttp, source);
-        });
-      } finally {
-        await Promise.all([source.drop(), viaCli.drop(), viaHttp.drop()]);
-      }
-    });
-  }
+                const response = await fetch(
+                  `${server.base}/api/v0/data_pipeline/vector/restore`,
+                  {
+                    method: "POST",
+                    headers: { "Content-Type": "application/json" },
+                    body: JSON.stringify({
+                      timestamp: stamp,
+                      create_tables: true,
+                      db_connection: viaHttp.url,
+                    }),
+                  },
+                );
+                const envelope = await response.json();
+                assert.equal(response.status, 200, JSON.stringify(envelope));
+                assert.deepEqual(envelope.data.tables_created, TABLES);
+                await assertSameTables(viaHttp, source);
+              } finally {
+                await Promise.all([viaCli.drop(), viaHttp.drop()]);
+              }
+            });
+          }
+        } finally {
+          await server.stop();
+        }
+      });
+    } finally {
+      await source.drop();
+    }
+  });
 }
 
 Deno.test("a missing table is refused with a sentence naming --create-tables / create_tables, nothing created", async () => {
@@ -263,8 +290,14 @@ Deno.test("a set without a schema (manifest format 1) still loads, and create_ta
     await withTempDir(async (dataDir) => {
       const stamp = await backUp(source, dataDir);
       const path = manifestPath(dataDir, stamp);
-      const { schema: _, ...v1 } = JSON.parse(await Deno.readTextFile(path));
-      await Deno.writeTextFile(path, JSON.stringify({ ...v1, format: "pgvector-backup/1" }));
+      // A CSV set as the version before wrote it: no schema, data_format, compression; gzip.
+      const { schema: _, data_format: _f, compression: _c, ...v1 } = JSON.parse(
+        await Deno.readTextFile(path),
+      );
+      await Deno.writeTextFile(
+        path,
+        JSON.stringify({ ...v1, format: "pgvector-backup/1", gzip: false }),
+      );
 
       await existing.sql`TRUNCATE langchain_pg_embedding, langchain_pg_collection`;
       const loaded = await restore(existing, dataDir, stamp, false);

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { COMPRESSIONS, DATA_FORMATS, type FileForm, formSuffix } from "./file_form.ts";
 import {
   checkSchemaTables,
   parseSchemaSnapshot,
@@ -101,26 +102,13 @@ function list<T>(item: Shape<T>, min = 0): Shape<T[]> {
   });
 }
 
-/** A field that may be absent (one that a newer format added). */
-type Optional<T> = Shape<T> & { optional: true };
-
-function optional<T>(inner: Shape<T>): Optional<T> {
-  return Object.assign(shape((v, w) => inner(v, w), inner.schema), { optional: true as const });
-}
-
-/** An object's type: its optional fields with `?`. */
-type Fields<F> =
-  & { [K in keyof F as F[K] extends { optional: true } ? never : K]: Infer<F[K]> }
-  & { [K in keyof F as F[K] extends { optional: true } ? K : never]?: Infer<F[K]> };
-
 function object<F extends Record<string, Shape<unknown>>>(
   fields: F,
-): Shape<Fields<F>> {
-  const isOptional = (f: Shape<unknown>) => "optional" in f;
+): Shape<{ [K in keyof F]: Infer<F[K]> }> {
   const schema = {
     type: "object",
     properties: Object.fromEntries(Object.entries(fields).map(([key, f]) => [key, f.schema])),
-    required: Object.keys(fields).filter((key) => !isOptional(fields[key])),
+    required: Object.keys(fields),
     additionalProperties: false,
   };
   return shape((v, w) => {
@@ -133,10 +121,9 @@ function object<F extends Record<string, Shape<unknown>>>(
     }
     const out: Record<string, unknown> = {};
     for (const [key, shape] of Object.entries(fields)) {
-      if (record[key] === undefined && isOptional(shape)) continue;
       out[key] = shape(record[key], `${w}.${key}`);
     }
-    return out as Fields<F>;
+    return out as { [K in keyof F]: Infer<F[K]> };
   }, schema);
 }
 
@@ -160,14 +147,12 @@ const TABLE = object({
   sha256,
 });
 
-/** The one definition of a manifest's shape. */
-const MANIFEST = object({
-  format: literal("pgvector-backup/1", "pgvector-backup/2"),
+/** What every manifest version holds besides its format and file form. */
+const COMMON = {
   timestamp: text,
   created_at: instant,
   snapshot_time: instant,
   engine: literal("copy", "cursor"),
-  gzip: flag,
   task_id: nullable(text),
   database: object({
     name: text,
@@ -178,8 +163,43 @@ const MANIFEST = object({
   truncated: list(text),
   /** Set when the backup holds only some collections; a restore replaces just those. */
   scope: nullable(object({ collection_names: list(text), collection_ids: list(text) })),
-  schema: optional(SCHEMA),
+};
+
+/** Sets made before the binary format and zstd: CSV files, gzipped or not. */
+const MANIFEST_V1 = object({ format: literal("pgvector-backup/1"), ...COMMON, gzip: flag });
+
+/** Sets of today: the files' data format and compression are named. */
+const MANIFEST_V2 = object({
+  format: literal("pgvector-backup/2"),
+  ...COMMON,
+  data_format: literal(...DATA_FORMATS),
+  compression: literal(...COMPRESSIONS),
+  schema: SCHEMA,
 });
+
+/** The one definition of a manifest's shape: either version, told apart by `format`. */
+const MANIFEST: Shape<Infer<typeof MANIFEST_V1> | Infer<typeof MANIFEST_V2>> = shape(
+  (v, w) => {
+    const format = typeof v === "object" && v !== null ? (v as { format?: unknown }).format : null;
+    return format === "pgvector-backup/2" ? MANIFEST_V2(v, w) : MANIFEST_V1(v, w);
+  },
+  { oneOf: [MANIFEST_V1.schema, MANIFEST_V2.schema] },
+);
+
+/** A manifest as this version writes it. */
+export type ManifestV2 = Infer<typeof MANIFEST_V2>;
+
+/** How a manifest's table files are written (a v1 manifest's are CSV). */
+export function manifestForm(manifest: Manifest): FileForm {
+  return manifest.format === "pgvector-backup/2"
+    ? { format: manifest.data_format, compression: manifest.compression }
+    : { format: "csv", compression: manifest.gzip ? "gzip" : "none" };
+}
+
+/** The tables' definitions a manifest records; null for a v1 manifest, which has none. */
+export function manifestSchema(manifest: Manifest): SchemaSnapshot | null {
+  return manifest.format === "pgvector-backup/2" ? manifest.schema : null;
+}
 
 /** A column as the catalog describes it. */
 export type ColumnInfo = Infer<typeof COLUMN>;
@@ -208,7 +228,8 @@ export interface ManifestExpectations {
 /**
  * Checks parsed JSON against the manifest's shape and against where it was
  * found: its stamp, only configured tables (each once), and file names that
- * are exactly `<table>_<stamp>.csv[.gz]`. Throws `ManifestError` saying what
+ * are exactly `<table>_<stamp>` with the suffix of the declared format and
+ * compression (`.csv`, `.pgcopy.zst`, ...). Throws `ManifestError` saying what
  * differs.
  */
 export function parseManifest(value: unknown, expected: ManifestExpectations): Manifest {
@@ -233,7 +254,7 @@ export function parseManifest(value: unknown, expected: ManifestExpectations): M
       throw new ManifestError(`the manifest names the table ${entry.table} twice`);
     }
     seen.add(entry.table);
-    const name = `${entry.table}_${expected.stamp}.csv${manifest.gzip ? ".gz" : ""}`;
+    const name = `${entry.table}_${expected.stamp}${formSuffix(manifestForm(manifest))}`;
     if (entry.file !== name) {
       throw new ManifestError(
         `the manifest's file for ${entry.table} must be ${name}, not ${
@@ -242,10 +263,7 @@ export function parseManifest(value: unknown, expected: ManifestExpectations): M
       );
     }
   }
-  if (manifest.format === "pgvector-backup/2" && !manifest.schema) {
-    throw new ManifestError("the manifest.schema must be there in a pgvector-backup/2 manifest");
-  }
-  if (manifest.schema) {
+  if (manifest.format === "pgvector-backup/2") {
     try {
       checkSchemaTables(manifest.schema, manifest.tables.map((entry) => entry.table));
     } catch (error) {
