@@ -13,7 +13,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFixture } from "../scripts/fixture.ts";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { MANIFEST_SCHEMA } from "../src/formats/manifest.ts";
 import type { BackupError } from "../src/contract/errors.ts";
 import { serverTarget, type Sql } from "../src/database/database.ts";
 import { runRestore } from "../src/engines/restore.ts";
@@ -32,6 +34,10 @@ import {
 } from "./helpers.ts";
 
 const TABLES = DEFAULT_CONFIG.tables;
+
+/** The manifest's JSON Schema, as the OpenAPI document publishes it, compiled strictly. */
+const manifestIsValid = new Ajv2020({ strictSchema: true, strictTypes: false, allErrors: true })
+  .compile(MANIFEST_SCHEMA);
 const NAMING = { tables: TABLES, timestampFormat: DEFAULT_CONFIG.timestampFormat };
 
 /**
@@ -171,6 +177,8 @@ for (const { name: layout } of LAYOUTS) {
                 const stamp = await backUp(source, dataDir, form.args);
                 const manifest = JSON.parse(await Deno.readTextFile(manifestPath(dataDir, stamp)));
                 assert.equal(manifest.format, "pgvector-backup/2");
+                const valid: boolean = manifestIsValid(structuredClone(manifest));
+                assert.ok(valid, JSON.stringify(manifestIsValid.errors));
                 assert.deepEqual(
                   manifest.schema.tables.map((t: { table: string }) => t.table),
                   TABLES,
