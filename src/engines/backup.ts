@@ -180,16 +180,13 @@ async function backUpSet(
           await tx`LOCK TABLE ${tx(table)} IN SHARE ROW EXCLUSIVE MODE`;
         }
       }
-      // The definitions are read through the catalog's own cache, which
-      // shows the latest committed DDL, not the snapshot's: like pg_dump,
-      // hold off DDL on the tables (ACCESS SHARE blocks only ALTER, DROP,
-      // TRUNCATE and the like, not writers) so that both agree. No deadline:
-      // it waits for DDL running now, by design.
-      for (const table of options.tables) {
-        await tx`LOCK TABLE ${tx(table)} IN ACCESS SHARE MODE`;
-      }
       const [snapshot] = await bound(tx`
         SELECT pg_export_snapshot() AS id, now() AS taken_at`);
+      // Right after the snapshot: PostgreSQL writes definitions from its
+      // catalog cache, which shows the latest committed DDL, so DDL committed
+      // in between would show (as it would to the exports' COPY, and to
+      // pg_dump between its snapshot and its locks). No table lock here: a
+      // backup must not wait for the tables' DDL before its first export.
       const schema = await bound(captureSchema(tx, options.tables));
       const scope = await resolveScope(tx, options, bound);
       const catalog = [];
