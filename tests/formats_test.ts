@@ -257,7 +257,7 @@ for (const gzip of [false, true]) {
         const backup = await backUp(db, dir, "csv", gzip ? "gzip" : "none", true);
         // The manifest as the version before this one wrote it.
         const manifestPath = join(dir, backup.manifest_file!);
-        const { data_format: _, compression: __, ...rest } = JSON.parse(
+        const { data_format: _, compression: __, schema: ___, ...rest } = JSON.parse(
           await Deno.readTextFile(manifestPath),
         );
         const v1 = { ...rest, format: "pgvector-backup/1", gzip };

@@ -60,6 +60,7 @@ function restore(db: TestDatabase, dir: string, stamp: string, truncate = true) 
     stamp,
     tables: undefined,
     truncateBeforeRestore: truncate,
+    createTables: false,
     naming: NAMING,
     logger: silentLogger,
   });

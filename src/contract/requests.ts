@@ -316,6 +316,14 @@ function buildRestoreBody(naming: SetNaming) {
         "Empty the target tables first (for a set limited to some collections: only those " +
           "collections' rows), in the same transaction as the load.",
       ),
+      create_tables: flag(
+        "create_tables",
+        false,
+        "Create the tables the target lacks from the schema the set records (and the `vector` " +
+          "extension when the set's database had it), load the rows, then build keys, indexes " +
+          "and foreign keys, all in the restore's one transaction. Needs a set made since the " +
+          "manifest format `pgvector-backup/2`.",
+      ),
       async: Async.meta({ description: "Answer 202 with a job id at once instead of waiting." }),
     })
     .meta({
@@ -341,6 +349,7 @@ export interface RestoreRequest<C = string> {
   tables: string[] | undefined;
   dbConnection: C | undefined;
   truncateBeforeRestore: boolean;
+  createTables: boolean;
 }
 
 /** Checks a parsed JSON restore body against the server's set naming. */
@@ -367,6 +376,7 @@ export function parseRestoreBody<C>(
       tables: fields.tables,
       dbConnection: fields.db_connection,
       truncateBeforeRestore: fields.truncate_before_restore,
+      createTables: fields.create_tables,
     },
     naming,
     parseConnection,
@@ -394,7 +404,16 @@ export function checkRestore<C>(
   const text = field(shape.db_connection, input.dbConnection);
   const dbConnection = text === undefined ? undefined : parseConnection(text, "db_connection");
   const truncateBeforeRestore = field(shape.truncate_before_restore, input.truncateBeforeRestore);
-  return { taskId, backupPath, timestamp, tables, dbConnection, truncateBeforeRestore };
+  const createTables = field(shape.create_tables, input.createTables);
+  return {
+    taskId,
+    backupPath,
+    timestamp,
+    tables,
+    dbConnection,
+    truncateBeforeRestore,
+    createTables,
+  };
 }
 
 // ---------------------------------------------------------------------------

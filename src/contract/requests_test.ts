@@ -120,6 +120,7 @@ Deno.test("restore body: the set naming decides stamps and tables", () => {
     tables: ["langchain_pg_embedding"],
     dbConnection: undefined,
     truncateBeforeRestore: false,
+    createTables: false,
   });
   const cases: [unknown, string][] = [
     [{}, 'timestamp is required: the stamp of the set, such as "20250721_234914".'],
@@ -127,7 +128,7 @@ Deno.test("restore body: the set naming decides stamps and tables", () => {
     [
       { timestamp: "20250721_234914", x: 1 },
       'Unknown field "x"; allowed fields: task_id, backup_path, timestamp, tables, ' +
-      "db_connection, truncate_before_restore, async.",
+      "db_connection, truncate_before_restore, create_tables, async.",
     ],
     [
       { timestamp: "20250721_234914", task_id: "a", backup_path: "b" },
@@ -149,6 +150,10 @@ Deno.test("restore body: the set naming decides stamps and tables", () => {
     [
       { timestamp: "20250721_234914", truncate_before_restore: 1 },
       "truncate_before_restore must be true or false.",
+    ],
+    [
+      { timestamp: "20250721_234914", create_tables: "yes" },
+      "create_tables must be true or false.",
     ],
   ];
   for (const [body, sentence] of cases) {

@@ -160,6 +160,9 @@ export const RestoreResult = z.object({
     description: "A set of the original tool, without a manifest.",
   }),
   tables_restored: z.record(z.string(), TableRestore),
+  tables_created: strings(
+    "The tables `create_tables` created from the set's schema (the target lacked them).",
+  ),
   warnings: strings(),
   errors: strings(),
   duration: seconds,

@@ -551,6 +551,14 @@ export interface LoadSession {
   tryLock(): Promise<boolean>;
   /** A table's columns from the catalog; null when the table does not exist. */
   columns(table: string): Promise<ColumnInfo[] | null>;
+  /** Whether the database has the extension `name`. */
+  hasExtension(name: string): Promise<boolean>;
+  /**
+   * Runs one DDL statement inside the transaction, through the extended
+   * protocol, which refuses a text holding several statements. No deadline:
+   * building an index over the loaded rows takes what it takes.
+   */
+  execute(statement: string): Promise<void>;
   /** Empties the tables in one statement, inside the transaction. */
   truncate(tables: readonly string[]): Promise<void>;
   /** Deletes the rows whose `column` is one of `uuids` (a collection scope). */
@@ -701,6 +709,18 @@ export async function openLoadSession(
           [table],
         ));
         return rows.length === 0 ? null : rows as ColumnInfo[];
+      }),
+    hasExtension: (name) =>
+      run(async () => {
+        const { rows } = await step(client.query(
+          "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = $1) AS present",
+          [name],
+        ));
+        return rows[0].present === true;
+      }),
+    execute: (statement) =>
+      run(async () => {
+        await client.query({ text: statement, queryMode: "extended" });
       }),
     truncate: (tables) =>
       run(async () => {

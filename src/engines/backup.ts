@@ -3,7 +3,8 @@
  *
  * One run: take the advisory lock of the database, open a REPEATABLE READ
  * transaction, lock the truncate tables against writers before the snapshot
- * is taken, export that snapshot, stream each table into a storage file
+ * is taken, export that snapshot, record the tables' definitions from it
+ * (`langchain/schema.ts`), stream each table into a storage file
  * (`backup_export.ts`), commit the set (files, then the manifest, then the
  * storage synced: `storage/set_writer.ts`), and only then truncate and
  * commit. Any failure before the commit rolls back and removes the set.
@@ -28,6 +29,7 @@ import {
 import { BackupError, classifyError } from "../contract/errors.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import { checkPrivileges, describeTable, resolveScope } from "../langchain/catalog.ts";
+import { captureSchema } from "../langchain/schema.ts";
 import {
   type ColumnInfo,
   encodeManifest,
@@ -180,6 +182,12 @@ async function backUpSet(
       }
       const [snapshot] = await bound(tx`
         SELECT pg_export_snapshot() AS id, now() AS taken_at`);
+      // Right after the snapshot: PostgreSQL writes definitions from its
+      // catalog cache, which shows the latest committed DDL, so DDL committed
+      // in between would show (as it would to the exports' COPY, and to
+      // pg_dump between its snapshot and its locks). No table lock here: a
+      // backup must not wait for the tables' DDL before its first export.
+      const schema = await bound(captureSchema(tx, options.tables));
       const scope = await resolveScope(tx, options, bound);
       const catalog = [];
       for (const table of options.tables) {
@@ -236,6 +244,7 @@ async function backUpSet(
         tables: entries,
         truncated: options.truncate ? [...options.truncateTables] : [],
         scope: scope && { collection_names: scope.names, collection_ids: scope.uuids },
+        schema,
       };
       // The manifest last, as the commit marker; then the set is durable.
       const committed = await set.commit(encodeManifest(manifest));

@@ -5,12 +5,15 @@
  *
  * A restore touches only the configured tables: a set (or a crafted
  * manifest) naming any other table is refused before the database is
- * touched. Before anything is loaded, the set must be complete (every file there,
- * of the size its manifest says) and its tables' columns must match the
- * target's. Each file's SHA-256 and row count (for binary files, the tuples
- * walked, not the server's count) are checked while it loads: a
- * difference refuses the restore before the transaction commits, so nothing
- * changes. (A pass of its own before the load cost an eighth of the time.)
+ * touched. Before anything is loaded, the set must be complete (every file
+ * there, of the size its manifest says) and its tables' columns must match
+ * the target's; with `createTables`, tables the target lacks are created
+ * from the set's recorded schema first, and their keys, indexes and foreign
+ * keys built after the load, in the same transaction. Each file's SHA-256
+ * and row count (for binary files, the tuples walked, not the server's
+ * count) are checked while it loads: a difference refuses the restore before
+ * the transaction commits, so nothing changes. (A pass of its own before the
+ * load cost an eighth of the time.)
  * Legacy sets of the original Python tool have no manifest and a Python dict
  * repr in `cmetadata`; those values are converted to JSON while streaming.
  *
@@ -27,10 +30,11 @@ import { BackupError, classifyError } from "../contract/errors.ts";
 import type { RestoreResult } from "../contract/responses.ts";
 import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import type { Logger } from "../util/log.ts";
-import type { ColumnInfo } from "../formats/manifest.ts";
+import { type ColumnInfo, manifestSchema } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
 import { PgCopyCountingStream } from "../formats/pgcopy.ts";
 import { METADATA_COLUMN, scopeColumn } from "../langchain/tables.ts";
+import { createExtensionStatement, createTablesDdl, type TablesDdl } from "../langchain/schema.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
 export interface RestoreOptions {
@@ -41,6 +45,8 @@ export interface RestoreOptions {
   /** Which tables to restore; all of the set when undefined. */
   tables: readonly string[] | undefined;
   truncateBeforeRestore: boolean;
+  /** Create the tables the target lacks from the set's schema (a `pgvector-backup/2` set); default false. */
+  createTables?: boolean;
   naming: SetNaming;
   logger: Logger;
   signal?: AbortSignal;
@@ -58,6 +64,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
     backup_timestamp: options.stamp,
     legacy_set: false,
     tables_restored: {},
+    tables_created: [],
     warnings: [],
     errors: [],
     duration: 0,
@@ -81,10 +88,28 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
         true,
       );
     }
-    const plans = [];
-    for (const file of files) {
-      plans.push({ file, columns: await checkColumns(session, reader, file.table) });
+    // Existing tables are checked before any table is created, so a
+    // refusal comes before anything changes; created ones after, against
+    // the set's own columns.
+    const columns = new Map<string, string[]>();
+    const missing: string[] = [];
+    for (const { table } of files) {
+      const target = await session.columns(table);
+      if (target) columns.set(table, await checkColumns(reader, table, target));
+      else missing.push(table);
     }
+    let finish: string[] = [];
+    if (missing.length > 0) {
+      if (!options.createTables) throw missingTables(missing);
+      finish = await createTables(session, set, missing);
+      result.tables_created = missing;
+      for (const table of missing) {
+        const created = await session.columns(table);
+        if (!created) throw notOnSearchPath(set, table);
+        columns.set(table, await checkColumns(reader, table, created));
+      }
+    }
+    const plans = files.map((file) => ({ file, columns: columns.get(file.table)! }));
     if (options.truncateBeforeRestore) {
       await emptyTargets(session, set, files.map((f) => f.table));
       result.truncate_performed = true;
@@ -129,6 +154,12 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
         duration: seconds(tableStarted),
       };
       options.logger.info("table restored", { table: file.table, rows, file: file.name });
+    }
+    // Keys, indexes and foreign keys of the created tables: one build over
+    // all the rows is much faster than keeping them up to date row by row.
+    for (const statement of finish) {
+      options.signal?.throwIfAborted();
+      await session.execute(statement);
     }
     options.signal?.throwIfAborted();
     await session.commit();
@@ -251,25 +282,90 @@ function refuseIfDamaged(name: string, problem: string | undefined): void {
   );
 }
 
+/** The refusal of tables the target lacks, naming the option that creates them. */
+function missingTables(tables: string[]): BackupError {
+  const [verb, them] = tables.length === 1 ? ["does", "it"] : ["do", "them"];
+  return new BackupError(
+    "DATABASE_ERROR",
+    `Table ${
+      tables.join(", ")
+    } ${verb} not exist in the target database; create ${them} (LangChain does on first use) and retry, or restore with --create-tables ("create_tables": true) to create ${them} from the set's schema.`,
+    false,
+  );
+}
+
+/** A table created where the configured name does not lead (a schema not on the search_path). */
+function notOnSearchPath(set: BackupSet, table: string): BackupError {
+  const schema = manifestSchema(set.manifest!)!.tables.find((t) => t.table === table)!.schema;
+  return new BackupError(
+    "DATABASE_ERROR",
+    `Table ${table} was created in schema ${schema}, which is not on the search_path of the target's role, so the restore could not load it; nothing was restored.`,
+    false,
+  );
+}
+
 /**
- * The columns to load, checked against the target: with a manifest they must
- * match the target's names and types exactly; a legacy set's header must name
- * columns the target has.
+ * Creates the `missing` tables from the set's schema (and the `vector`
+ * extension when the set's database had it and the target lacks it), empty,
+ * inside the restore's transaction; returns the statements that finish them
+ * after the load. Only a schema that passed the manifest's checks gets here,
+ * and `createTablesDdl` refuses what must not run from a manifest.
  */
-async function checkColumns(
+async function createTables(
   session: LoadSession,
-  reader: SetReader,
-  table: string,
+  set: BackupSet,
+  missing: string[],
 ): Promise<string[]> {
-  const set = reader.set;
-  const target = await session.columns(table);
-  if (!target) {
+  const schema = set.manifest && manifestSchema(set.manifest);
+  if (!schema) {
     throw new BackupError(
-      "DATABASE_ERROR",
-      `Table ${table} does not exist in the target database; create it (LangChain does on first use) and retry.`,
-      false,
+      "INVALID_PARAMS",
+      `Backup set ${set.stamp} records no table definitions (${
+        set.manifest ? "it was made before manifest format pgvector-backup/2" : "it has no manifest"
+      }), so create_tables cannot create ${
+        missing.join(", ")
+      }; create the tables (LangChain does on first use) and restore without it. Nothing was restored.`,
     );
   }
+  let ddl: TablesDdl;
+  try {
+    ddl = createTablesDdl(schema.tables.filter((t) => missing.includes(t.table)), schema.tables);
+  } catch (error) {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      `Backup set ${set.stamp} cannot create its tables: ${
+        (error as Error).message
+      }; create the tables yourself and restore without create_tables. Nothing was restored.`,
+    );
+  }
+  if (schema.vector && !await session.hasExtension("vector")) {
+    try {
+      await session.execute(createExtensionStatement(schema.vector));
+    } catch (error) {
+      const cause = classifyError(error, "creating the vector extension").message;
+      throw new BackupError(
+        "DATABASE_ERROR",
+        `The set's tables need the vector extension, which the target database lacks, and it could not be created (${cause}). Install pgvector on the server and have a superuser run CREATE EXTENSION vector in the target database, then retry. Nothing was restored.`,
+        false,
+      );
+    }
+  }
+  for (const statement of ddl.beforeLoad) await session.execute(statement);
+  return ddl.afterLoad;
+}
+
+/**
+ * The columns to load, checked against the target's: with a manifest they
+ * must match the target's names and types exactly (binary COPY needs
+ * identical types, and a CSV value of another type may load as something
+ * else); a legacy set's header must name columns the target has.
+ */
+async function checkColumns(
+  reader: SetReader,
+  table: string,
+  target: ColumnInfo[],
+): Promise<string[]> {
+  const set = reader.set;
   const entry = set.manifest?.tables.find((t) => t.table === table);
   if (!entry) {
     const header = await readHeader(reader, table);
@@ -287,13 +383,29 @@ async function checkColumns(
   if (describe(entry.columns) !== describe(target)) {
     throw new BackupError(
       "DATABASE_ERROR",
-      `The columns of ${table} differ: backup (${describe(entry.columns)}), target (${
-        describe(target)
-      }); nothing was restored.`,
+      `The columns of ${table} differ: ${firstDifference(entry.columns, target)}. Backup (${
+        describe(entry.columns)
+      }), target (${describe(target)}); nothing was restored.`,
       false,
     );
   }
   return entry.columns.map((c) => c.name);
+}
+
+/** The first column where the backup's and the target's differ, as a sentence. */
+function firstDifference(backup: ColumnInfo[], target: ColumnInfo[]): string {
+  for (let i = 0; i < Math.max(backup.length, target.length); i++) {
+    const [ours, theirs] = [backup[i], target[i]];
+    if (!theirs) return `the backup has column ${ours.name} (${ours.type}), the target does not`;
+    if (!ours) return `the target has column ${theirs.name} (${theirs.type}), the backup does not`;
+    if (ours.name !== theirs.name) {
+      return `column ${i + 1} is ${ours.name} in the backup but ${theirs.name} in the target`;
+    }
+    if (ours.type !== theirs.type) {
+      return `column ${ours.name} is ${ours.type} in the backup but ${theirs.type} in the target`;
+    }
+  }
+  return "";
 }
 
 /** The column names in the first line of a legacy file. */

@@ -12,6 +12,12 @@
  */
 
 import { COMPRESSIONS, DATA_FORMATS, type FileForm, formSuffix } from "./file_form.ts";
+import {
+  checkSchemaTables,
+  parseSchemaSnapshot,
+  SCHEMA_SNAPSHOT_JSON_SCHEMA,
+  type SchemaSnapshot,
+} from "./table_schema.ts";
 
 /**
  * Checks a value and returns it typed, or throws a `ManifestError`; `schema`
@@ -123,6 +129,15 @@ function object<F extends Record<string, Shape<unknown>>>(
 
 const COLUMN = object({ name: text, type: text });
 
+/** The tables' definitions (`formats/table_schema.ts`), from `pgvector-backup/2` on. */
+const SCHEMA: Shape<SchemaSnapshot> = shape((v, w) => {
+  try {
+    return parseSchemaSnapshot(v, w);
+  } catch (error) {
+    throw new ManifestError((error as Error).message);
+  }
+}, SCHEMA_SNAPSHOT_JSON_SCHEMA);
+
 const TABLE = object({
   table: text,
   file: text,
@@ -159,6 +174,7 @@ const MANIFEST_V2 = object({
   ...COMMON,
   data_format: literal(...DATA_FORMATS),
   compression: literal(...COMPRESSIONS),
+  schema: SCHEMA,
 });
 
 /** The one definition of a manifest's shape: either version, told apart by `format`. */
@@ -178,6 +194,11 @@ export function manifestForm(manifest: Manifest): FileForm {
   return manifest.format === "pgvector-backup/2"
     ? { format: manifest.data_format, compression: manifest.compression }
     : { format: "csv", compression: manifest.gzip ? "gzip" : "none" };
+}
+
+/** The tables' definitions a manifest records; null for a v1 manifest, which has none. */
+export function manifestSchema(manifest: Manifest): SchemaSnapshot | null {
+  return manifest.format === "pgvector-backup/2" ? manifest.schema : null;
 }
 
 /** A column as the catalog describes it. */
@@ -240,6 +261,13 @@ export function parseManifest(value: unknown, expected: ManifestExpectations): M
           JSON.stringify(entry.file.slice(0, 64))
         }`,
       );
+    }
+  }
+  if (manifest.format === "pgvector-backup/2") {
+    try {
+      checkSchemaTables(manifest.schema, manifest.tables.map((entry) => entry.table));
+    } catch (error) {
+      throw new ManifestError((error as Error).message);
     }
   }
   for (const table of manifest.truncated) {

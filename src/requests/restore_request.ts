@@ -36,6 +36,7 @@ export async function prepareRestore(
     stamp: request.timestamp,
     tables: request.tables,
     truncateBeforeRestore: request.truncateBeforeRestore,
+    createTables: request.createTables,
     naming: setNaming(config),
   };
 }

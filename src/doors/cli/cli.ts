@@ -221,6 +221,7 @@ async function runRestoreCommand(
         timestamp: flags.timestamp,
         tables: flags.tables?.length ? flags.tables : undefined,
         truncateBeforeRestore: flags.truncateBeforeRestore,
+        createTables: flags.createTables,
       },
       setNaming(config),
       parseDbConnection,
@@ -233,6 +234,9 @@ async function runRestoreCommand(
       io.stdout(JSON.stringify(successEnvelope(SUCCESS.restore, result)) + "\n");
     } else {
       const lines = [`Restored set ${result.backup_timestamp} from ${result.backup_directory}`];
+      if (result.tables_created.length > 0) {
+        lines.push(`Created ${result.tables_created.join(", ")} from the set's schema`);
+      }
       if (result.truncate_performed) lines.push("Emptied the target tables first");
       for (const [table, t] of Object.entries(result.tables_restored)) {
         lines.push(

@@ -244,6 +244,10 @@ export const COMMANDS = {
         type: "boolean",
         help: "empty the target tables first (same transaction)",
       },
+      "create-tables": {
+        type: "boolean",
+        help: "create missing tables (and the vector extension) from the set's schema",
+      },
       db: { ...DB, help: "target database (else config, DATABASE_URL, PG* variables)" },
       "data-dir": DATA_DIR,
       config: CONFIG,
@@ -251,7 +255,9 @@ export const COMMANDS = {
       json: JSON_ENVELOPE,
       quiet: { type: "boolean", help: "no warnings" },
     },
-    notes: "All tables load in one transaction: on any error the target is left as it was.",
+    notes: "All tables load in one transaction: on any error the target is left as it was.\n" +
+      "With --create-tables, missing tables are created, loaded, then given their keys,\n" +
+      "indexes and foreign keys, in that transaction (sets made since manifest format 2).",
   }),
   list: command({
     summary: "list the backup sets under the data folder, newest first",

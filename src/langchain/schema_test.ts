@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
-import type { Sql } from "../database.ts";
+import type { Sql } from "../database/database.ts";
 import {
   captureSchema,
   createExtensionStatement,
   createTablesDdl,
-  parseSchemaSnapshot,
   quoteIdentifier,
+} from "./schema.ts";
+import {
+  parseSchemaSnapshot,
   type SchemaSnapshot,
   type TableSchema,
-} from "./schema.ts";
+} from "../formats/table_schema.ts";
 
 const COLLECTION: TableSchema = {
   table: "langchain_pg_collection",
@@ -114,7 +116,7 @@ Deno.test("schema: what the DDL cannot recreate exactly is refused", () => {
   for (const option of ["fillfactor=70'); DROP TABLE x; --", "fill factor=1", "a=b c"]) {
     const odd = structuredClone(ODD);
     odd.options = [option];
-    assert.throws(() => createTablesDdl([odd]), /unexpected storage parameter/);
+    assert.throws(() => createTablesDdl([odd, COLLECTION]), /unexpected storage parameter/);
   }
 });
 
@@ -197,7 +199,8 @@ Deno.test("schema: an edited manifest cannot smuggle SQL into the DDL", () => {
       (t) =>
         t.indexes = [{
           name: "i",
-          definition: "CREATE INDEX i ON t USING btree (a); DROP TABLE x",
+          definition:
+            "CREATE INDEX i ON public.langchain_pg_collection USING btree (a); DROP TABLE x",
         }],
       /separator/,
     ],
@@ -211,11 +214,90 @@ Deno.test("schema: an edited manifest cannot smuggle SQL into the DDL", () => {
     ],
     ["identity of another kind", (t) => t.columns[0].identity = "x", /identity is not one of/],
     ["columns that are not a list", (t) => t.columns = {}, /columns is not a list/],
+    ["no columns", (t) => t.columns = [], /columns is not a list with an entry/],
+    [
+      "index on another table",
+      (t) =>
+        t.indexes = [{
+          name: "i",
+          definition: "CREATE INDEX i ON public.other USING btree (a)",
+        }],
+      /indexes\[0\]\.definition is not on its own table/,
+    ],
+    [
+      "index of another name",
+      (t) =>
+        t.indexes = [{
+          name: "i",
+          definition: 'CREATE INDEX "j" ON public.langchain_pg_collection USING btree (a)',
+        }],
+      /does not create the index i/,
+    ],
+    [
+      "foreign key to a table outside the set",
+      (t) =>
+        t.constraints.push({
+          name: "fk",
+          kind: "foreign_key",
+          definition: "FOREIGN KEY (uuid) REFERENCES public.other(id) ON DELETE RESTRICT",
+        }),
+      /constraint fk, references public\.other, a table outside the set/,
+    ],
+    [
+      "foreign key with more after it",
+      (t) =>
+        t.constraints.push({
+          name: "fk",
+          kind: "foreign_key",
+          definition:
+            "FOREIGN KEY (uuid) REFERENCES public.langchain_pg_collection(uuid), ADD COLUMN x int",
+        }),
+      /constraints\[1\]\.definition is not what its kind writes/,
+    ],
+    [
+      "check calling a function that writes",
+      (t) =>
+        t.constraints.push({
+          name: "c",
+          kind: "check",
+          definition: "CHECK ((pg_catalog.setval('public.s'::regclass, 1) > 0))",
+        }),
+      /constraint c, calls setval/,
+    ],
+    [
+      "default calling a quoted function",
+      (t) => t.columns[0].default = "\"LOWER\"('x'::text)",
+      /column uuid's default, calls LOWER/,
+    ],
+    [
+      "index expression calling a function",
+      (t) =>
+        t.indexes = [{
+          name: "i",
+          definition:
+            "CREATE INDEX i ON public.langchain_pg_collection USING btree (public.evil(uuid))",
+        }],
+      /index i, calls evil/,
+    ],
+    [
+      "a name ending in e before a quote, read as E'…' it would hide a call",
+      (t) => t.columns[0].default = "xe'\\' || lo_unlink(1) || '\\'",
+      /default, calls lo_unlink/,
+    ],
+    [
+      "dollar quotes, which would hide the parenthesis it closes",
+      (t) => t.columns[0].default = "$$'$$), x text DEFAULT ($$'$$",
+      /dollar quote/,
+    ],
   ];
   for (const [what, edit, message] of cases) {
     const table = structuredClone(COLLECTION) as unknown as Editable;
     edit(table);
-    assert.throws(() => parseSchemaSnapshot({ vector: null, tables: [table] }), message, what);
+    assert.throws(
+      () => createTablesDdl(parseSchemaSnapshot({ vector: null, tables: [table] }).tables),
+      message,
+      what,
+    );
   }
   assert.throws(() => parseSchemaSnapshot(null), /schema is not an object/);
   assert.throws(
