@@ -27,7 +27,8 @@ function options(
     batchSize: 7,
     progressInterval: 50_000,
     timestampFormat: DEFAULT_CONFIG.timestampFormat,
-    gzip: false,
+    format: "csv",
+    compression: "none",
     logger: silentLogger,
     ...extra,
   };
@@ -43,7 +44,7 @@ for (
         try {
           await withTempDir(async (dir) => {
             const result = await runBackup(
-              options(db.url, dir, { engine, gzip }),
+              options(db.url, dir, { engine, compression: gzip ? "gzip" : "none" }),
             );
             for (const table of DEFAULT_CONFIG.tables) {
               const entry = result.tables_backed_up[table];

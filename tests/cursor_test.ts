@@ -136,7 +136,8 @@ Deno.test("backup --engine cursor succeeds on tables that end at, before and aft
           batchSize: FETCH,
           progressInterval: 1_000,
           timestampFormat: DEFAULT_CONFIG.timestampFormat,
-          gzip,
+          format: "csv",
+          compression: gzip ? "gzip" : "none",
           logger: silentLogger,
         });
         for (const table of tables) {

@@ -44,7 +44,8 @@ function backUp(db: TestDatabase, directory: string, taskId?: string) {
     batchSize: 100,
     progressInterval: 50_000,
     timestampFormat: DEFAULT_CONFIG.timestampFormat,
-    gzip: false,
+    format: "csv",
+    compression: "none",
     taskId,
     logger: silentLogger,
   });

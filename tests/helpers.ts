@@ -7,6 +7,7 @@
  */
 
 import postgres from "postgres";
+import { zstdDecompressSync } from "node:zlib";
 import type { Sql } from "../src/database/database.ts";
 import { createFixture, type FixtureOptions } from "../scripts/fixture.ts";
 
@@ -127,8 +128,9 @@ export async function withTempDir<T>(
   }
 }
 
-/** Reads a whole file, gunzipping a `.gz`. */
+/** Reads a whole file, gunzipping a `.gz`, decompressing a `.zst`. */
 export async function readCsv(path: string): Promise<Uint8Array> {
+  if (path.endsWith(".zst")) return new Uint8Array(zstdDecompressSync(await Deno.readFile(path)));
   const file = await Deno.open(path);
   const stream = path.endsWith(".gz")
     ? file.readable.pipeThrough(new DecompressionStream("gzip"))

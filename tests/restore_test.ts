@@ -47,7 +47,8 @@ async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gz
     batchSize: 9,
     progressInterval: 50_000,
     timestampFormat: DEFAULT_CONFIG.timestampFormat,
-    gzip,
+    format: "csv",
+    compression: gzip ? "gzip" : "none",
     logger: silentLogger,
   });
 }

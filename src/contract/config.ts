@@ -14,6 +14,12 @@ import { normalizeHost } from "../database/connection_string.ts";
 import { BackupError } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "../util/format.ts";
 import { isPlainObject } from "./schema.ts";
+import {
+  chooseCompression,
+  COMPRESSIONS,
+  DATA_FORMATS,
+  FormConflict,
+} from "../formats/file_form.ts";
 
 /** How tables are exported: `COPY` or a server-side cursor. */
 export const ENGINES = ["copy", "cursor"] as const;
@@ -111,7 +117,18 @@ export const SETTINGS = {
     "Rows between progress lines in the log.",
   ),
   connect_timeout: setting("connectTimeoutSeconds", count(3600), "Seconds to wait for a login."),
-  gzip: setting("gzip", flag, "Write `.csv.gz` files."),
+  gzip: setting("gzip", flag, 'The older name of `compression: "gzip"`.'),
+  format: setting(
+    "format",
+    z.enum(DATA_FORMATS, must('"csv" or "binary"')),
+    "The table files' format: `csv` (`.csv`) or PostgreSQL's binary COPY format " +
+      "(`.pgcopy`, copy engine only).",
+  ),
+  compression: setting(
+    "compression",
+    z.enum(COMPRESSIONS, must('"none", "gzip" or "zstd"')),
+    "Compress the table files: `gzip` adds `.gz`, `zstd` adds `.zst`.",
+  ),
   keep_last: setting(
     "keepLast",
     count(100_000),
@@ -176,6 +193,8 @@ export const DEFAULT_CONFIG: Config = {
   progressInterval: 50_000,
   connectTimeoutSeconds: 10,
   gzip: false,
+  format: "csv",
+  compression: "none",
   keepLast: undefined,
   allowedHosts: [],
   jobConcurrency: 2,
@@ -217,6 +236,8 @@ function check(
  */
 export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}): Config {
   const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  // How `gzip` and `compression` were written, when given, for a conflict's sentence.
+  const given: Record<string, string> = {};
   if (fileJson !== undefined) {
     if (!isPlainObject(fileJson)) {
       throw new BackupError("INVALID_PARAMS", "The config file must hold one JSON object.");
@@ -230,13 +251,28 @@ export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}):
       }
       const entry = SETTINGS[name as keyof Settings];
       config[entry.key] = check(name, entry, value);
+      given[entry.key] = name;
     }
   }
   for (const [name, entry] of Object.entries(SETTINGS)) {
     const value = overrides[entry.key];
     if (value !== undefined) {
-      config[entry.key] = check(`--${name.replaceAll("_", "-")}`, entry, value);
+      const flagName = `--${name.replaceAll("_", "-")}`;
+      config[entry.key] = check(flagName, entry, value);
+      given[entry.key] = flagName;
     }
+  }
+  try {
+    config.compression = chooseCompression(
+      given.gzip === undefined ? undefined : config.gzip as boolean,
+      given.compression === undefined ? undefined : config.compression as Config["compression"],
+      { gzip: `${given.gzip}`, compression: `${given.compression}` },
+    ) ?? config.compression;
+  } catch (error) {
+    if (error instanceof FormConflict) {
+      throw new BackupError("INVALID_PARAMS", `Config settings ${error.message}`);
+    }
+    throw error;
   }
   return config as Config;
 }

@@ -10,7 +10,7 @@ import { BackupError } from "./errors.ts";
 
 const KNOWN = "data_dir, tables, truncate_tables, timestamp_format, backup_folder_name, " +
   "db_connection, token, allow_request_db_connection, allowed_db_hosts, engine, batch_size, " +
-  "progress_interval, connect_timeout, gzip, keep_last, allowed_hosts, job_concurrency, " +
+  "progress_interval, connect_timeout, gzip, format, compression, keep_last, allowed_hosts, job_concurrency, " +
   "job_queue_limit, job_deadline, header_timeout, idle_timeout";
 
 function refused(file: unknown, overrides: Record<string, unknown>, sentence: string): void {
@@ -83,4 +83,19 @@ Deno.test("host lists are normalized", () => {
   });
   assert.deepEqual(config.allowedHosts, ["backup.internal"]);
   assert.deepEqual(config.allowedDbHosts, ["db", "::1"]);
+});
+
+Deno.test("compression and its old name gzip: one wins only where they agree", () => {
+  assert.equal(buildConfig({ gzip: true }).compression, "gzip");
+  assert.equal(buildConfig({ compression: "zstd" }).compression, "zstd");
+  assert.equal(buildConfig({ gzip: false, compression: "zstd" }).compression, "zstd");
+  assert.equal(buildConfig({ gzip: true, compression: "gzip" }).compression, "gzip");
+  assert.equal(buildConfig({ format: "binary" }).format, "binary");
+  refused(
+    { gzip: true, compression: "zstd" },
+    {},
+    'Config settings gzip true and compression "zstd" disagree: gzip true is the older ' +
+      'spelling of compression "gzip"; give only compression.',
+  );
+  refused({ format: "parquet" }, {}, 'Config setting format must be "csv" or "binary".');
 });

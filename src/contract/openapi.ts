@@ -534,6 +534,16 @@ function paths(): Record<string, Schema> {
               "application/gzip": {
                 schema: { type: "string", contentMediaType: "application/gzip" },
               },
+              "application/zstd": {
+                schema: { type: "string", contentMediaType: "application/zstd" },
+              },
+              "application/octet-stream": {
+                schema: {
+                  type: "string",
+                  contentMediaType: "application/octet-stream",
+                  description: "A `.pgcopy` file: what `COPY … TO STDOUT (FORMAT binary)` writes.",
+                },
+              },
               "application/json": { schema: ref("Manifest") },
             },
           },

@@ -24,6 +24,14 @@ import {
   unknownKey,
 } from "./schema.ts";
 import { stampPattern } from "../util/format.ts";
+import {
+  chooseCompression,
+  type Compression,
+  COMPRESSIONS,
+  DATA_FORMATS,
+  type DataFormat,
+  FormConflict,
+} from "../formats/file_form.ts";
 
 // ---------------------------------------------------------------------------
 // Shared pieces.
@@ -119,6 +127,28 @@ export const BackupBody = z
         description: "Back up only these LangChain collections and their embeddings; a " +
           "truncate then deletes only their embeddings.",
       }),
+    format: z
+      .enum(DATA_FORMATS, { error: 'format must be "csv" or "binary".' })
+      .optional()
+      .meta({
+        description: "The table files' format: `csv` (`<table>_<stamp>.csv`, what " +
+          "`COPY … (FORMAT csv, HEADER)` writes) or `binary` (`<table>_<stamp>.pgcopy`, " +
+          "exactly what `COPY … (FORMAT binary)` writes: faster and smaller; needs the " +
+          "server's engine to be `copy`, else 400). Default: the server's `format` setting " +
+          "(`csv`).",
+      }),
+    compression: z
+      .enum(COMPRESSIONS, { error: 'compression must be "none", "gzip" or "zstd".' })
+      .optional()
+      .meta({
+        description: "Compress the table files: `gzip` appends `.gz`, `zstd` appends `.zst` " +
+          "(level 1, independent checksummed frames). Default: the server's `compression` " +
+          "setting (`none`).",
+      }),
+    gzip: z.boolean({ error: "gzip must be true or false." }).optional().meta({
+      description: '`true` is the older spelling of `compression: "gzip"`, `false` of ' +
+        '`"none"`; with a `compression` that disagrees the request is refused with 400.',
+    }),
     async: Async.meta({
       description:
         "Answer 202 with a job id at once instead of waiting; poll `status_url` for the result.",
@@ -139,6 +169,10 @@ export interface BackupRequest<C = string> {
   backup: boolean;
   /** Only these LangChain collections; undefined for all. */
   collections?: string[];
+  /** The table files' format; undefined for the server's setting. */
+  format?: DataFormat;
+  /** The table files' compression (`gzip` folded in); undefined for the server's setting. */
+  compression?: Compression;
 }
 
 /** A POST body: the request, and whether the door answers 202 at once. */
@@ -170,12 +204,15 @@ export function parseBackupBody<C>(
     truncate: body.truncate_vector_tables,
     backup: body.backup_vector_tables,
     collections: body.collection_names,
+    format: body.format,
+    compression: body.compression,
+    gzip: body.gzip,
   }, parseConnection);
   return { request, isAsync };
 }
 
 /** A backup request's values as a door holds them, not yet checked; `undefined` is "not given". */
-export type BackupInput = { [K in keyof BackupRequest]?: unknown };
+export type BackupInput = { [K in keyof BackupRequest | "gzip"]?: unknown };
 
 /**
  * Checks a backup request's values, in the body's field order, with the
@@ -193,7 +230,28 @@ export function checkBackup<C>(
   const truncate = field(shape.truncate_vector_tables, input.truncate);
   const backup = field(shape.backup_vector_tables, input.backup);
   const collections = field(shape.collection_names, input.collections);
-  return { taskId, dbConnection, truncate, backup, collections };
+  const format = field(shape.format, input.format);
+  let compression: Compression | undefined;
+  try {
+    compression = chooseCompression(
+      field(shape.gzip, input.gzip),
+      field(shape.compression, input.compression),
+      { gzip: "gzip", compression: "compression" },
+    );
+  } catch (error) {
+    if (error instanceof FormConflict) invalid(error.message);
+    throw error;
+  }
+  return {
+    taskId,
+    dbConnection,
+    truncate,
+    backup,
+    collections,
+    // Only when given: a request without them is the same value as before they existed.
+    ...(format === undefined ? {} : { format }),
+    ...(compression === undefined ? {} : { compression }),
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -47,13 +47,40 @@ Deno.test("backup body: defaults, and one sentence per mistake", () => {
     });
   }
   assert.equal(parseBackupBody({ async: true }, asText).isAsync, true);
+  const form = (body: unknown) => {
+    const { format, compression } = parseBackupBody(body, asText).request;
+    return { format, compression };
+  };
+  assert.deepEqual(form({ format: "binary", compression: "zstd" }), {
+    format: "binary",
+    compression: "zstd",
+  });
+  assert.deepEqual(form({ gzip: true }), { format: undefined, compression: "gzip" });
+  assert.deepEqual(form({ gzip: false }), { format: undefined, compression: "none" });
+  assert.deepEqual(form({ gzip: true, compression: "gzip" }), {
+    format: undefined,
+    compression: "gzip",
+  });
   const cases: [unknown, string][] = [
     [[], 'The request body must be a JSON object, such as {} or {"task_id": "task_1"}.'],
     ["x", 'The request body must be a JSON object, such as {} or {"task_id": "task_1"}.'],
     [
       { nope: 1 },
       'Unknown field "nope"; allowed fields: task_id, db_connection, truncate_vector_tables, ' +
-      "backup_vector_tables, collection_names, async.",
+      "backup_vector_tables, collection_names, format, compression, gzip, async.",
+    ],
+    [{ format: "parquet" }, 'format must be "csv" or "binary".'],
+    [{ compression: "bz2" }, 'compression must be "none", "gzip" or "zstd".'],
+    [{ gzip: "yes" }, "gzip must be true or false."],
+    [
+      { gzip: true, compression: "zstd" },
+      'gzip true and compression "zstd" disagree: gzip true is the older spelling of ' +
+      'compression "gzip"; give only compression.',
+    ],
+    [
+      { gzip: false, compression: "gzip" },
+      'gzip false and compression "gzip" disagree: gzip true is the older spelling of ' +
+      'compression "gzip"; give only compression.',
     ],
     [{ async: "yes" }, "async must be true or false."],
     [{ async: null }, "async must be true or false."],

@@ -97,8 +97,9 @@ export const TableBackup = z.object({
   success: z.literal(true),
   row_count: count(),
   file_size: FileSize,
-  backup_file: z.string().regex(/\.csv(\.gz)?$/).meta({
-    description: "`<table>_<stamp>.csv` (`.csv.gz` with `gzip`), in `backup_directory`.",
+  backup_file: z.string().regex(/\.(csv|pgcopy)(\.gz|\.zst)?$/).meta({
+    description: "`<table>_<stamp>.csv`, or `.pgcopy` for the binary format; `.gz` or `.zst` " +
+      "appended when compressed. In `backup_directory`.",
   }),
   bytes: count("The file's size in bytes."),
   sha256,

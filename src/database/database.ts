@@ -21,6 +21,7 @@ import { type Connection, parseConnectionString, type SslMode } from "./connecti
 import { BackupError } from "../contract/errors.ts";
 import { redact } from "../util/log.ts";
 import type { TextRow } from "../formats/csv.ts";
+import type { DataFormat } from "../formats/file_form.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 
 /** A postgres.js client. */
@@ -400,10 +401,10 @@ function whereClause(sql: Sql, filter: RowFilter | undefined) {
 }
 
 /**
- * Runs `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)` in the given
- * snapshot (PostgreSQL writes the CSV itself) and hands each chunk to
- * `onChunk` as it arrives. With a filter it copies `(SELECT * FROM <table>
- * WHERE ...)`, which writes the same columns.
+ * Runs `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)`, or with
+ * `(FORMAT binary)`, in the given snapshot (PostgreSQL writes the file
+ * itself) and hands each chunk to `onChunk` as it arrives. With a filter it
+ * copies `(SELECT * FROM <table> WHERE ...)`, which writes the same columns.
  */
 export async function copyOut(
   target: DatabaseTarget,
@@ -412,6 +413,7 @@ export async function copyOut(
   filter: RowFilter | undefined,
   signal: AbortSignal,
   onChunk: ChunkHandler,
+  format: DataFormat = "csv",
 ): Promise<void> {
   const reader = await openReader(target, snapshotId, signal);
   try {
@@ -419,7 +421,8 @@ export async function copyOut(
     const source = filter
       ? sql`(SELECT * FROM ${sql(table)} ${whereClause(sql, filter)})`
       : sql`${sql(table)}`;
-    const stream = await sql`COPY ${source} TO STDOUT WITH (FORMAT csv, HEADER)`.readable();
+    const options = format === "binary" ? sql`(FORMAT binary)` : sql`(FORMAT csv, HEADER)`;
+    const stream = await sql`COPY ${source} TO STDOUT WITH ${options}`.readable();
     await eachChunk(stream, onChunk);
   } finally {
     await reader.close();
@@ -552,11 +555,15 @@ export interface LoadSession {
   truncate(tables: readonly string[]): Promise<void>;
   /** Deletes the rows whose `column` is one of `uuids` (a collection scope). */
   deleteRows(table: string, filter: RowFilter): Promise<void>;
-  /** Streams CSV with a header into the listed columns; returns COPY's own row count. */
+  /**
+   * Streams CSV with a header, or binary COPY data, into the listed
+   * columns; returns COPY's own row count.
+   */
   copyIn(
     table: string,
     columns: readonly string[],
-    csv: ReadableStream<Uint8Array>,
+    data: ReadableStream<Uint8Array>,
+    format?: DataFormat,
   ): Promise<number>;
   commit(): Promise<void>;
   /** Rolls back whatever was not committed and closes the connection. */
@@ -708,18 +715,18 @@ export async function openLoadSession(
           [filter.uuids],
         );
       }),
-    copyIn: (table, columns, csv) =>
+    copyIn: (table, columns, data, format = "csv") =>
       run(async () => {
         const copy = client.query(copyFrom(
           `COPY ${quoteIdentifier(table)} (${columns.map(quoteIdentifier).join(", ")})
-           FROM STDIN WITH (FORMAT csv, HEADER)`,
+           FROM STDIN WITH ${format === "binary" ? "(FORMAT binary)" : "(FORMAT csv, HEADER)"}`,
         ));
         // Under Deno a process whose only pending work is a paused pg socket
         // can exit with "Top-level await promise never resolved"; a live
         // timer for the length of the copy keeps it running.
         const keepAlive = setInterval(() => {}, 1000);
         try {
-          await pipeline(Readable.from(csv), copy);
+          await pipeline(Readable.from(data), copy);
         } finally {
           clearInterval(keepAlive);
         }

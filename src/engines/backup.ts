@@ -31,13 +31,17 @@ import { checkPrivileges, describeTable, resolveScope } from "../langchain/catal
 import {
   type ColumnInfo,
   encodeManifest,
-  type Manifest,
   type ManifestTable,
+  type ManifestV2,
 } from "../formats/manifest.ts";
 import { SetWriter } from "../storage/set_writer.ts";
 import type { FileFacts } from "../storage/storage.ts";
 
 export type { BackupOptions, Engine, TableProgress } from "./backup_types.ts";
+
+/** Why `format: "binary"` is refused with the cursor engine, in words a person can act on. */
+export const BINARY_NEEDS_COPY =
+  'The binary format is written by the copy engine only; the cursor engine writes CSV. Use engine "copy" (--engine copy, config "engine": "copy") or format "csv".';
 
 /**
  * Runs one backup (and truncate, when asked) and returns the API's
@@ -65,6 +69,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
   if (!backup) {
     result.duration = seconds(started);
     return result;
+  }
+  if (options.format === "binary" && options.engine !== "copy") {
+    throw new BackupError("INVALID_PARAMS", BINARY_NEEDS_COPY);
   }
   for (const table of options.truncateTables) {
     if (!options.tables.includes(table)) {
@@ -179,7 +186,8 @@ async function backUpSet(
         catalog.push(await describeTable(tx, table, options, scope?.filters.get(table), bound));
       }
 
-      set = await SetWriter.claim(options.storage, options, options.gzip, startedAt);
+      const form = { format: options.format, compression: options.compression };
+      set = await SetWriter.claim(options.storage, options, form, startedAt);
       const entries: ManifestTable[] = [];
       for (const { table, columns, estimatedRows, fetchRows, filter } of catalog) {
         const file = await set.createFile(table);
@@ -211,13 +219,14 @@ async function backUpSet(
         });
       }
 
-      const manifest: Manifest = {
-        format: "pgvector-backup/1",
+      const manifest: ManifestV2 = {
+        format: "pgvector-backup/2",
         timestamp: set.stamp,
         created_at: isoTimestamp(startedAt),
         snapshot_time: isoTimestamp(snapshot.taken_at),
         engine: options.engine,
-        gzip: options.gzip,
+        data_format: options.format,
+        compression: options.compression,
         task_id: options.taskId ?? null,
         database: {
           name: versions.name,

@@ -1,7 +1,8 @@
 /**
  * Exporting one table into a storage file: rows from the snapshot, by COPY
- * or by cursor, as CSV (gzipped when asked), counted and reported as
- * progress on the way.
+ * (CSV or binary) or by cursor (CSV), compressed with gzip or zstd when
+ * asked, counted and reported as progress on the way. Binary rows are
+ * counted by walking the tuple stream itself, not taken from the server.
  *
  * @module
  */
@@ -11,6 +12,8 @@ import { copyOut, cursorOut } from "../database/database.ts";
 import { BackupError } from "../contract/errors.ts";
 import { seconds } from "../util/format.ts";
 import { gzipStream } from "../formats/gzip.ts";
+import { PgCopyFormatError, PgCopyWalker } from "../formats/pgcopy.ts";
+import { zstdSink } from "../formats/zstd.ts";
 import type { StorageFile } from "../storage/storage.ts";
 import type { TableCatalog } from "../langchain/catalog.ts";
 import type { BackupOptions, TableProgress } from "./backup_types.ts";
@@ -24,13 +27,36 @@ export async function exportTable(
   file: StorageFile,
 ): Promise<number> {
   const meter = new ProgressMeter(options, table, estimatedRows);
-  const sink: CsvSink = options.gzip ? gzipInto(file) : file;
+  const sink: Sink = options.compression === "gzip"
+    ? gzipInto(file)
+    : options.compression === "zstd"
+    ? zstdSink((frame) => file.write(frame))
+    : file;
   // The COPY engine's rows arrive one small message each, so each goes to
   // the file in a plain call: a chain of web streams per row took a tenth
   // of an export's CPU time. The cursor engine's batches are large enough
   // for streams.
   try {
-    if (options.engine === "copy") {
+    if (options.format === "binary") {
+      const walker = new PgCopyWalker({ columns: columns.length });
+      await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
+        options.signal?.throwIfAborted();
+        walker.push(chunk);
+        meter.update(walker.rows, chunk.length);
+        return sink.write(chunk);
+      }, "binary");
+      try {
+        meter.update(walker.end(), 0);
+      } catch (error) {
+        if (!(error instanceof PgCopyFormatError)) throw error;
+        // A stream cut short must never pass for a complete export.
+        throw new BackupError(
+          "SERVICE_UNAVAILABLE",
+          `The export of ${table} ended before its end-of-data marker; the connection was lost. Retry the backup.`,
+          true,
+        );
+      }
+    } else if (options.engine === "copy") {
       const records = new CsvRecordCounter();
       let lastByte = -1;
       await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
@@ -69,8 +95,8 @@ export async function exportTable(
   return meter.rows;
 }
 
-/** Where a table's CSV bytes go: its file, or gzip on the way to it. */
-interface CsvSink {
+/** Where a table's bytes go: its file, or gzip or zstd on the way to it. */
+interface Sink {
   /** Takes a chunk; a returned promise must settle before the next. */
   write(chunk: Uint8Array): Promise<void> | void;
   /** Sends what is still buffered on; the file itself is committed by the caller. */
@@ -80,7 +106,7 @@ interface CsvSink {
 }
 
 /** A sink that compresses into `file` with gzip. */
-function gzipInto(file: StorageFile): CsvSink {
+function gzipInto(file: StorageFile): Sink {
   const gzip = gzipStream();
   const compressed = gzip.readable.pipeTo(file.writable());
   // A failed file write also fails the next `write`; this only keeps the

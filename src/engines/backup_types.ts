@@ -12,6 +12,7 @@ import type { BackupStorage } from "../storage/storage.ts";
 import type { Logger } from "../util/log.ts";
 
 import type { Engine } from "../contract/config.ts";
+import type { Compression, DataFormat } from "../formats/file_form.ts";
 
 export type { Engine };
 
@@ -42,7 +43,9 @@ export interface BackupOptions {
   batchSize: number;
   progressInterval: number;
   timestampFormat: string;
-  gzip: boolean;
+  /** The files' data format; `binary` needs the COPY engine. */
+  format: DataFormat;
+  compression: Compression;
   taskId?: string;
   /** Back up only these LangChain collections (and their embeddings). */
   collections?: readonly string[];

@@ -1,13 +1,14 @@
 /**
- * The restore engine: loads one backup set back with `COPY ... FROM STDIN`,
- * all tables in ONE transaction, so a failure anywhere leaves the target
+ * The restore engine: loads one backup set back with `COPY ... FROM STDIN`
+ * (CSV, or binary for a binary set), all tables in ONE transaction, so a failure anywhere leaves the target
  * exactly as it was.
  *
  * A restore touches only the configured tables: a set (or a crafted
  * manifest) naming any other table is refused before the database is
  * touched. Before anything is loaded, the set must be complete (every file there,
  * of the size its manifest says) and its tables' columns must match the
- * target's. Each file's SHA-256 and row count are checked while it loads: a
+ * target's. Each file's SHA-256 and row count (for binary files, the tuples
+ * walked, not the server's count) are checked while it loads: a
  * difference refuses the restore before the transaction commits, so nothing
  * changes. (A pass of its own before the load cost an eighth of the time.)
  * Legacy sets of the original Python tool have no manifest and a Python dict
@@ -28,6 +29,7 @@ import { formatFileSize, isoTimestamp, seconds } from "../util/format.ts";
 import type { Logger } from "../util/log.ts";
 import type { ColumnInfo } from "../formats/manifest.ts";
 import { pythonLiteralToJson } from "../formats/python_literal.ts";
+import { PgCopyCountingStream } from "../formats/pgcopy.ts";
 import { METADATA_COLUMN, scopeColumn } from "../langchain/tables.ts";
 
 /** Everything one restore needs; the doors build it from a request. */
@@ -92,13 +94,20 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreResult
       options.signal?.throwIfAborted();
       // Only a manifest has a SHA-256 to compare with; legacy files are not hashed.
       const hash = set.manifest ? createHash("sha256") : undefined;
-      const source = await reader.csv(file, hash);
-      const csv = set.manifest
+      const source = await reader.data(file, hash);
+      // Binary rows are counted from the tuples themselves, as the backup did.
+      const walked = file.form.format === "binary"
+        ? new PgCopyCountingStream({ columns: columns.length })
+        : undefined;
+      const data = walked
+        ? source.pipeThrough(walked)
+        : set.manifest
         ? source
         : source.pipeThrough(convertLegacyMetadata(file.name, result.warnings));
       let rows: number;
       try {
-        rows = await session.copyIn(file.table, columns, csv);
+        rows = await session.copyIn(file.table, columns, data, file.form.format);
+        if (walked) rows = walked.rows;
       } catch (error) {
         // A file that does not load may have been damaged on disk; that is
         // the cause to report, not the line where COPY stumbled on it.
@@ -165,8 +174,13 @@ function chooseFiles(set: BackupSet, options: RestoreOptions) {
       );
     }
   }
+  // With a manifest, its file names decide (a stranger file of the same
+  // stamp in another form is not the set's).
+  const named = (table: string) => set.manifest?.tables.find((t) => t.table === table)?.file;
   return order.filter((t) => wanted.includes(t))
-    .map((table) => set.files.find((f) => f.table === table)!);
+    .map((table) =>
+      set.files.find((f) => f.table === table && (named(table) ?? f.name) === f.name)!
+    );
 }
 
 /**
@@ -285,7 +299,7 @@ async function checkColumns(
 /** The column names in the first line of a legacy file. */
 async function readHeader(set: SetReader, table: string): Promise<string[]> {
   const file = set.set.files.find((f) => f.table === table)!;
-  const reader = (await set.csv(file))
+  const reader = (await set.data(file))
     .pipeThrough(csvParseStream(1))
     .getReader();
   const { value } = await reader.read();

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { COMPRESSIONS, DATA_FORMATS, type FileForm, formSuffix } from "./file_form.ts";
+
 /**
  * Checks a value and returns it typed, or throws a `ManifestError`; `schema`
  * is the same shape as JSON Schema, for the API document.
@@ -130,14 +132,12 @@ const TABLE = object({
   sha256,
 });
 
-/** The one definition of a manifest's shape. */
-const MANIFEST = object({
-  format: literal("pgvector-backup/1"),
+/** What every manifest version holds besides its format and file form. */
+const COMMON = {
   timestamp: text,
   created_at: instant,
   snapshot_time: instant,
   engine: literal("copy", "cursor"),
-  gzip: flag,
   task_id: nullable(text),
   database: object({
     name: text,
@@ -148,7 +148,37 @@ const MANIFEST = object({
   truncated: list(text),
   /** Set when the backup holds only some collections; a restore replaces just those. */
   scope: nullable(object({ collection_names: list(text), collection_ids: list(text) })),
+};
+
+/** Sets made before the binary format and zstd: CSV files, gzipped or not. */
+const MANIFEST_V1 = object({ format: literal("pgvector-backup/1"), ...COMMON, gzip: flag });
+
+/** Sets of today: the files' data format and compression are named. */
+const MANIFEST_V2 = object({
+  format: literal("pgvector-backup/2"),
+  ...COMMON,
+  data_format: literal(...DATA_FORMATS),
+  compression: literal(...COMPRESSIONS),
 });
+
+/** The one definition of a manifest's shape: either version, told apart by `format`. */
+const MANIFEST: Shape<Infer<typeof MANIFEST_V1> | Infer<typeof MANIFEST_V2>> = shape(
+  (v, w) => {
+    const format = typeof v === "object" && v !== null ? (v as { format?: unknown }).format : null;
+    return format === "pgvector-backup/2" ? MANIFEST_V2(v, w) : MANIFEST_V1(v, w);
+  },
+  { oneOf: [MANIFEST_V1.schema, MANIFEST_V2.schema] },
+);
+
+/** A manifest as this version writes it. */
+export type ManifestV2 = Infer<typeof MANIFEST_V2>;
+
+/** How a manifest's table files are written (a v1 manifest's are CSV). */
+export function manifestForm(manifest: Manifest): FileForm {
+  return manifest.format === "pgvector-backup/2"
+    ? { format: manifest.data_format, compression: manifest.compression }
+    : { format: "csv", compression: manifest.gzip ? "gzip" : "none" };
+}
 
 /** A column as the catalog describes it. */
 export type ColumnInfo = Infer<typeof COLUMN>;
@@ -177,7 +207,8 @@ export interface ManifestExpectations {
 /**
  * Checks parsed JSON against the manifest's shape and against where it was
  * found: its stamp, only configured tables (each once), and file names that
- * are exactly `<table>_<stamp>.csv[.gz]`. Throws `ManifestError` saying what
+ * are exactly `<table>_<stamp>` with the suffix of the declared format and
+ * compression (`.csv`, `.pgcopy.zst`, ...). Throws `ManifestError` saying what
  * differs.
  */
 export function parseManifest(value: unknown, expected: ManifestExpectations): Manifest {
@@ -202,7 +233,7 @@ export function parseManifest(value: unknown, expected: ManifestExpectations): M
       throw new ManifestError(`the manifest names the table ${entry.table} twice`);
     }
     seen.add(entry.table);
-    const name = `${entry.table}_${expected.stamp}.csv${manifest.gzip ? ".gz" : ""}`;
+    const name = `${entry.table}_${expected.stamp}${formSuffix(manifestForm(manifest))}`;
     if (entry.file !== name) {
       throw new ManifestError(
         `the manifest's file for ${entry.table} must be ${name}, not ${

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { runBackup, type TableProgress } from "../engines/backup.ts";
+import { BINARY_NEEDS_COPY, runBackup, type TableProgress } from "../engines/backup.ts";
 import type { BackupResult } from "../contract/responses.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
@@ -99,8 +99,8 @@ export interface PreparedBackup {
 }
 
 /**
- * Everything that can fail before the database is touched: the
- * `db_connection` policy, the connection string, the task folder. The HTTP
+ * Everything that can fail before the database is touched: a format the
+ * engine cannot write, the `db_connection` policy, the connection string, the task folder. The HTTP
  * door calls it before answering 202 to an async request, so such mistakes
  * still get their 4xx at once.
  */
@@ -108,6 +108,9 @@ export async function prepareBackup(
   request: BackupRequest,
   config: Config,
 ): Promise<PreparedBackup> {
+  if ((request.format ?? config.format) === "binary" && config.engine !== "copy") {
+    throw new BackupError("INVALID_PARAMS", BINARY_NEEDS_COPY);
+  }
   const connection = databaseConnection(request, config);
   const storage = await storageForBackup(config, request.taskId);
   return { request, config, connection, storage };
@@ -129,7 +132,8 @@ export async function runPreparedBackup(
     batchSize: config.batchSize,
     progressInterval: config.progressInterval,
     timestampFormat: config.timestampFormat,
-    gzip: config.gzip,
+    format: request.format ?? config.format,
+    compression: request.compression ?? config.compression,
     taskId: request.taskId,
     collections: request.collections,
     logger: hooks.logger,

@@ -15,17 +15,11 @@ import {
   type ScopedPath,
   TASK_ID,
 } from "../contract/requests.ts";
-import {
-  type BackupSet,
-  deleteSet,
-  listFolder,
-  newestFirst,
-  type SetFile,
-} from "../storage/backup_sets.ts";
+import { type BackupSet, deleteSet, listFolder, newestFirst } from "../storage/backup_sets.ts";
 import { manifestName } from "../storage/set_names.ts";
 
 import { storageForReading, taskScopeNames } from "../storage/open.ts";
-import type { BackupStorage } from "../storage/storage.ts";
+import type { BackupStorage, StoredEntry } from "../storage/storage.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
 import type { Deletion, ListedSet, Listing } from "../contract/responses.ts";
@@ -145,10 +139,8 @@ export async function openSetFileForDownload(
   });
   for (const set of sets) {
     if (!set.complete) continue;
-    const listed: SetFile | undefined = set.files.find((f) => f.name === file) ??
-      (set.manifestFile && manifestName(set.stamp) === file
-        ? { ...set.manifestFile, table: "", gzip: false }
-        : undefined);
+    const listed: StoredEntry | undefined = set.files.find((f) => f.name === file) ??
+      (set.manifestFile && manifestName(set.stamp) === file ? set.manifestFile : undefined);
     if (listed) {
       const body = await storage.open(listed).catch(() => {
         throw notFound();

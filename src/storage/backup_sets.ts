@@ -4,7 +4,8 @@
  * manifests, and deleting old ones. Works on any `BackupStorage`: the
  * storage only lists, opens and removes named files.
  *
- * A set is the files sharing one stamp: `<table>_<stamp>.csv[.gz]` and
+ * A set is the files sharing one stamp: `<table>_<stamp>.csv[.gz|.zst]`
+ * or `.pgcopy[.gz|.zst]`, and
  * `manifest_<stamp>.json` (see `set_names.ts`). Sets written by the
  * original Python tool have no manifest; they count as complete ("legacy")
  * when every configured table has its file. While a set is written its
@@ -24,6 +25,9 @@ import { createHash, type Hash } from "node:crypto";
 import { CsvRecordCounter } from "../formats/csv.ts";
 import { BackupError } from "../contract/errors.ts";
 import { gunzipStream } from "../formats/gzip.ts";
+import type { FileForm } from "../formats/file_form.ts";
+import { PgCopyFormatError, PgCopyWalker } from "../formats/pgcopy.ts";
+import { ZstdFormatError, zstdReadStream } from "../formats/zstd.ts";
 import { type Manifest, ManifestError, parseManifest } from "../formats/manifest.ts";
 import {
   manifestName,
@@ -39,7 +43,8 @@ export type { SetNaming } from "./set_names.ts";
 /** One table's file in a set. */
 export interface SetFile extends StoredEntry {
   table: string;
-  gzip: boolean;
+  /** Its format and compression, as its name says (and a manifest, when there is one, agrees). */
+  form: FileForm;
 }
 
 /** A set found in a storage. */
@@ -101,7 +106,7 @@ export async function listFolder(
       manifests.set(name.stamp, entry);
     } else if (name?.kind === "data") {
       const list = files.get(name.stamp) ?? [];
-      list.push({ ...entry, table: name.table, gzip: name.gzip });
+      list.push({ ...entry, table: name.table, form: name.form });
       files.set(name.stamp, list);
     }
   }
@@ -223,7 +228,15 @@ async function describeSet(
     }
   } else {
     for (const table of naming.tables) {
-      if (!files.some((f) => f.table === table)) set.problems.push(`no file for ${table}`);
+      const own = files.filter((f) => f.table === table);
+      if (own.length === 0) set.problems.push(`no file for ${table}`);
+      if (own.length > 1) set.problems.push(`more than one file for ${table} and no manifest`);
+    }
+    // The original tool wrote CSV, gzipped or not; any other form needs the manifest that named it.
+    for (const file of files) {
+      if (file.form.format !== "csv" || file.form.compression === "zstd") {
+        set.problems.push(`${file.name} has no manifest`);
+      }
     }
   }
   set.complete = set.problems.length === 0;
@@ -286,18 +299,26 @@ export async function applyRetention(
 }
 
 /**
- * One listed file of a set as its CSV, unzipped when it is gzip; `hash`,
- * when given, hears the bytes as stored. The file must still be the one
- * listed.
+ * One listed file of a set as its data (CSV or binary COPY), decompressed;
+ * `hash`, when given, hears the bytes as stored. The file must still be the
+ * one listed. A zstd file that is cut or damaged fails the stream with a
+ * `ZstdFormatError`.
  */
-export async function openCsv(
+export async function openData(
   storage: BackupStorage,
   listed: SetFile,
   hash?: Hash,
 ): Promise<ReadableStream<Uint8Array>> {
   const stored = await storage.open(listed);
   const heard = hash ? stored.pipeThrough(hashedStream(hash)) : stored;
-  return listed.gzip ? heard.pipeThrough(gunzipStream()) : heard;
+  switch (listed.form.compression) {
+    case "gzip":
+      return heard.pipeThrough(gunzipStream());
+    case "zstd":
+      return heard.pipeThrough(zstdReadStream());
+    default:
+      return heard;
+  }
 }
 
 /** One file's check against the manifest. */
@@ -311,13 +332,16 @@ export interface FileCheck {
 
 /**
  * Re-reads every file of a set: SHA-256 of the bytes on disk and the number
- * of CSV records, compared with the manifest. Legacy sets are only counted.
+ * of rows (CSV records, or binary COPY tuples walked to the end-of-data
+ * marker), compared with the manifest. A file whose compression or binary
+ * layout is broken is reported with what is wrong. Legacy sets are only
+ * counted.
  */
 export async function verifySet(storage: BackupStorage, set: BackupSet): Promise<FileCheck[]> {
   const checks: FileCheck[] = [];
   for (const file of set.files) {
-    const { sha256, rows } = await hashAndCount(storage, file);
-    const problem = manifestMismatch(set, file.name, sha256, rows);
+    const { sha256, rows, broken } = await hashAndCount(storage, file);
+    const problem = broken ?? manifestMismatch(set, file.name, sha256, rows);
     checks.push({ file: file.name, ok: problem === undefined, rows, sha256, problem });
   }
   return checks;
@@ -351,12 +375,33 @@ export function hashedStream(hash: Hash): TransformStream<Uint8Array, Uint8Array
   });
 }
 
+/**
+ * Hashes and counts one file. For a broken file, `broken` says what is
+ * wrong, and `sha256` and `rows` cover only what was read before it.
+ */
 async function hashAndCount(
   storage: BackupStorage,
   listed: SetFile,
-): Promise<{ sha256: string; rows: number }> {
+): Promise<{ sha256: string; rows: number; broken?: string }> {
   const hash = createHash("sha256");
+  const data = await openData(storage, listed, hash);
+  if (listed.form.format === "binary") {
+    const walker = new PgCopyWalker();
+    try {
+      for await (const chunk of data) walker.push(chunk);
+      walker.end();
+    } catch (error) {
+      if (!(error instanceof PgCopyFormatError || error instanceof ZstdFormatError)) throw error;
+      return { sha256: hash.digest("hex"), rows: walker.rows, broken: error.message };
+    }
+    return { sha256: hash.digest("hex"), rows: walker.rows };
+  }
   const counter = new CsvRecordCounter();
-  for await (const chunk of await openCsv(storage, listed, hash)) counter.push(chunk);
+  try {
+    for await (const chunk of data) counter.push(chunk);
+  } catch (error) {
+    if (!(error instanceof ZstdFormatError)) throw error;
+    return { sha256: hash.digest("hex"), rows: counter.records, broken: error.message };
+  }
   return { sha256: hash.digest("hex"), rows: Math.max(0, counter.records - 1) };
 }

@@ -1,6 +1,7 @@
 /**
  * The names of a backup set's files, built and read in this one place:
- * `<table>_<stamp>.csv[.gz]` for each table, `manifest_<stamp>.json` for
+ * `<table>_<stamp>.csv[.gz|.zst]` or `<table>_<stamp>.pgcopy[.gz|.zst]`
+ * for each table (see `formats/file_form.ts`), `manifest_<stamp>.json` for
  * the manifest, `<name>.tmp` for a file still being written. The stamp is
  * the run's local start time in the configured `timestamp_format` (a
  * strftime subset: `%Y %m %d %H %M %S`).
@@ -9,6 +10,12 @@
  */
 
 import { fileTimestamp, stampSource } from "../util/format.ts";
+import {
+  type FileForm,
+  FORM_SUFFIX_SOURCE,
+  formOfSuffix,
+  formSuffix,
+} from "../formats/file_form.ts";
 
 /** The human log in each backup folder, one section appended per run. */
 export const BACKUP_LOG_NAME = "vector_backup_log.txt";
@@ -24,7 +31,7 @@ export interface SetNaming {
 
 /** A set file's name, read back. */
 export type SetFileName =
-  | { kind: "data"; stamp: string; table: string; gzip: boolean }
+  | { kind: "data"; stamp: string; table: string; form: FileForm }
   | { kind: "manifest"; stamp: string }
   /** `manifest_<stamp>.json.tmp`: the set is claimed (being written, or its run was killed). */
   | { kind: "claim"; stamp: string };
@@ -35,8 +42,8 @@ export function stampAt(date: Date, format: string): string {
 }
 
 /** The file of one table in a set. */
-export function dataFileName(table: string, stamp: string, gzip: boolean): string {
-  return `${table}_${stamp}.csv${gzip ? ".gz" : ""}`;
+export function dataFileName(table: string, stamp: string, form: FileForm): string {
+  return `${table}_${stamp}${formSuffix(form)}`;
 }
 
 /** The manifest's file name for a set stamp. */
@@ -51,8 +58,10 @@ export function parseSetFileName(name: string, format: string): SetFileName | nu
   if (manifest) {
     return { kind: manifest[2] ? "claim" : "manifest", stamp: manifest[1] };
   }
-  const data = name.match(new RegExp(`^(.+)_(${stamp})\\.csv(\\.gz)?$`));
-  if (data) return { kind: "data", table: data[1], stamp: data[2], gzip: data[3] !== undefined };
+  const data = name.match(new RegExp(`^(.+)_(${stamp})${FORM_SUFFIX_SOURCE}$`));
+  if (data) {
+    return { kind: "data", table: data[1], stamp: data[2], form: formOfSuffix(data[3], data[4]) };
+  }
   return null;
 }
 

@@ -5,19 +5,44 @@ import { stampPattern } from "../util/format.ts";
 const FORMAT = "%Y%m%d_%H%M%S";
 
 Deno.test("set names: a data file's name is built and read back", () => {
-  const name = dataFileName("public.langchain_pg_embedding", "20250721_234914", true);
+  const name = dataFileName("public.langchain_pg_embedding", "20250721_234914", {
+    format: "csv",
+    compression: "gzip",
+  });
   assertEquals(name, "public.langchain_pg_embedding_20250721_234914.csv.gz");
   assertEquals(parseSetFileName(name, FORMAT), {
     kind: "data",
     table: "public.langchain_pg_embedding",
     stamp: "20250721_234914",
-    gzip: true,
+    form: { format: "csv", compression: "gzip" },
   });
   assertEquals(parseSetFileName("t_20250721_234914.csv", FORMAT), {
     kind: "data",
     table: "t",
     stamp: "20250721_234914",
-    gzip: false,
+    form: { format: "csv", compression: "none" },
+  });
+  assertEquals(
+    dataFileName("t", "20250721_234914", { format: "binary", compression: "zstd" }),
+    "t_20250721_234914.pgcopy.zst",
+  );
+  assertEquals(parseSetFileName("t_20250721_234914.pgcopy.zst", FORMAT), {
+    kind: "data",
+    table: "t",
+    stamp: "20250721_234914",
+    form: { format: "binary", compression: "zstd" },
+  });
+  assertEquals(parseSetFileName("t_20250721_234914.csv.zst", FORMAT), {
+    kind: "data",
+    table: "t",
+    stamp: "20250721_234914",
+    form: { format: "csv", compression: "zstd" },
+  });
+  assertEquals(parseSetFileName("t_20250721_234914.pgcopy", FORMAT), {
+    kind: "data",
+    table: "t",
+    stamp: "20250721_234914",
+    form: { format: "binary", compression: "none" },
   });
 });
 
@@ -31,7 +56,15 @@ Deno.test("set names: manifests and claims are told apart; other names are no se
     kind: "claim",
     stamp: "20250721_234914",
   });
-  for (const name of ["vector_backup_log.txt", "t_2025.csv", "t_20250721_234914.csv.tmp", "x"]) {
+  for (
+    const name of [
+      "vector_backup_log.txt",
+      "t_2025.csv",
+      "t_20250721_234914.csv.tmp",
+      "x",
+      "t_20250721_234914.pgcopy.bz2",
+    ]
+  ) {
     assertEquals(parseSetFileName(name, FORMAT), null, name);
   }
 });

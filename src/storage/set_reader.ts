@@ -1,7 +1,7 @@
 /**
  * Reading one complete set back (the restore's one way in): the set found
  * and checked for completeness once, then each file handed out as a stream
- * that is the file the listing saw, unzipped, its stored bytes hashed on
+ * that is the file the listing saw, decompressed, its stored bytes hashed on
  * the way, and compared with the manifest when it ends.
  *
  * @module
@@ -12,7 +12,7 @@ import {
   type BackupSet,
   findSet,
   manifestMismatch,
-  openCsv,
+  openData,
   type SetFile,
   verifySet,
 } from "./backup_sets.ts";
@@ -28,9 +28,9 @@ export class SetReader {
     return new SetReader(storage, await findSet(storage, stamp, naming));
   }
 
-  /** A file's CSV, unzipped when it is gzip; `hash`, when given, hears the bytes as stored. */
-  csv(file: SetFile, hash?: Hash): Promise<ReadableStream<Uint8Array>> {
-    return openCsv(this.storage, file, hash);
+  /** A file's data, decompressed; `hash`, when given, hears the bytes as stored. */
+  data(file: SetFile, hash?: Hash): Promise<ReadableStream<Uint8Array>> {
+    return openData(this.storage, file, hash);
   }
 
   /** How a file's SHA-256 and row count differ from the manifest; undefined when they agree. */

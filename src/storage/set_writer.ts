@@ -10,6 +10,7 @@
 
 import { BackupError } from "../contract/errors.ts";
 import { isoTimestamp } from "../util/format.ts";
+import { ALL_FORMS, type FileForm } from "../formats/file_form.ts";
 import { dataFileName, manifestName, type SetNaming, stampAt } from "./set_names.ts";
 import type { BackupStorage, FileFacts, StorageFile } from "./storage.ts";
 
@@ -21,19 +22,19 @@ export class SetWriter {
   readonly stamp: string;
   readonly #storage: BackupStorage;
   readonly #manifest: StorageFile;
-  readonly #gzip: boolean;
+  readonly #form: FileForm;
   readonly #files: StorageFile[] = [];
 
   private constructor(
     storage: BackupStorage,
     stamp: string,
     manifest: StorageFile,
-    gzip: boolean,
+    form: FileForm,
   ) {
     this.#storage = storage;
     this.stamp = stamp;
     this.#manifest = manifest;
-    this.#gzip = gzip;
+    this.#form = form;
   }
 
   /**
@@ -45,7 +46,7 @@ export class SetWriter {
   static async claim(
     storage: BackupStorage,
     naming: SetNaming,
-    gzip: boolean,
+    form: FileForm,
     startedAt: Date,
   ): Promise<SetWriter> {
     for (let i = 0; i < STAMP_ATTEMPTS; i++) {
@@ -59,12 +60,11 @@ export class SetWriter {
       }
       let taken = false;
       for (const table of naming.tables) {
-        if (
-          await storage.exists(dataFileName(table, stamp, false)) ||
-          await storage.exists(dataFileName(table, stamp, true))
-        ) taken = true;
+        for (const other of ALL_FORMS) {
+          if (await storage.exists(dataFileName(table, stamp, other))) taken = true;
+        }
       }
-      if (!taken) return new SetWriter(storage, stamp, manifest, gzip);
+      if (!taken) return new SetWriter(storage, stamp, manifest, form);
       await manifest.discard();
     }
     throw new BackupError(
@@ -77,7 +77,7 @@ export class SetWriter {
 
   /** Starts the file of one table; it is removed again if the set is discarded. */
   async createFile(table: string): Promise<StorageFile> {
-    const file = await this.#storage.create(dataFileName(table, this.stamp, this.#gzip));
+    const file = await this.#storage.create(dataFileName(table, this.stamp, this.#form));
     this.#files.push(file);
     return file;
   }

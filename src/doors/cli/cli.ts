@@ -110,7 +110,6 @@ async function runBackupCommand(
       dataDir: flags.dataDir,
       database: flags.db,
       engine: flags.engine as Engine | undefined,
-      gzip: flags.gzip || undefined,
       keepLast: flags.keep,
     });
     const request = checkBackup({
@@ -118,6 +117,9 @@ async function runBackupCommand(
       truncate: flags.truncate,
       backup: !flags.noBackup,
       collections: flags.collections?.length ? flags.collections : undefined,
+      format: flags.format,
+      compression: flags.compression,
+      gzip: flags.gzip || undefined,
     }, parseDbConnection);
     const result = await executeBackup(request, config, {
       logger: flags.json && !flags.quiet

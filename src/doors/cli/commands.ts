@@ -169,7 +169,18 @@ export const COMMANDS = {
         help: "skip the backup (ignored with --truncate: truncate implies backup)",
       },
       engine: { type: "string", arg: "copy|cursor", help: "how rows are read (default copy)" },
-      gzip: { type: "boolean", help: "write .csv.gz" },
+      format: {
+        type: "string",
+        arg: "csv|binary",
+        help:
+          "table files as CSV (.csv) or PostgreSQL's binary COPY format (.pgcopy: faster, smaller; copy engine only) (default csv)",
+      },
+      compression: {
+        type: "string",
+        arg: "none|gzip|zstd",
+        help: "compress the table files: gzip adds .gz, zstd adds .zst (default none)",
+      },
+      gzip: { type: "boolean", help: "the older spelling of --compression gzip" },
       "data-dir": DATA_DIR,
       config: CONFIG,
       collection: collection(

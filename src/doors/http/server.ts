@@ -286,6 +286,10 @@ async function handleDownload(
   const opened = await openSetFileForDownload(scope, file, context.config);
   const type = file.endsWith(".gz")
     ? "application/gzip"
+    : file.endsWith(".zst")
+    ? "application/zstd"
+    : file.endsWith(".pgcopy")
+    ? "application/octet-stream"
     : file.endsWith(".json")
     ? "application/json"
     : "text/csv; charset=utf-8";
