@@ -160,6 +160,7 @@ Deno.test("a terminal gets a live progress bar; a pipe gets plain lines", async 
         gzip: false,
         json: false,
         quiet: false,
+        s3PathStyle: false,
       };
       for (const isTerminal of [true, false]) {
         let err = "";

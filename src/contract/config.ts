@@ -20,6 +20,7 @@ import {
   DATA_FORMATS,
   FormConflict,
 } from "../formats/file_form.ts";
+import { parseS3Url } from "../storage/s3/s3_location.ts";
 
 /** How tables are exported: `COPY` or a server-side cursor. */
 export const ENGINES = ["copy", "cursor"] as const;
@@ -71,6 +72,18 @@ const timestampFormat = z.string(must("a string")).check((context) => {
     context.issues.push({ code: "custom", message: problem, input: context.value, params: CLAUSE });
   }
 });
+
+/** `s3://BUCKET/PREFIX`, parsed once into its bucket and key prefix. */
+const storageUrl = z.string(must("a string")).transform((text, context) => {
+  const parsed = parseS3Url(text);
+  if (typeof parsed !== "string") return parsed;
+  context.issues.push({ code: "custom", message: parsed, input: text, params: CLAUSE });
+  return z.NEVER;
+});
+const endpointUrl = z.string(must("an http(s) URL")).regex(
+  /^https?:\/\/[^/?#@\s]+\/?$/,
+  must("an http(s) URL of a host and port only, such as http://127.0.0.1:7480"),
+);
 
 /**
  * One setting. `finish`, when given, turns the checked value into the one
@@ -134,6 +147,21 @@ export const SETTINGS = {
     count(100_000),
     "After a successful backup, keep only this many complete sets in its folder.",
   ),
+  storage: setting(
+    "storage",
+    storageUrl,
+    "Where backup sets go instead of the data folder: `s3://BUCKET/PREFIX` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION).",
+  ),
+  s3_endpoint: setting(
+    "s3Endpoint",
+    endpointUrl,
+    "The S3-compatible service's URL (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3).",
+  ),
+  s3_path_style: setting(
+    "s3PathStyle",
+    flag,
+    "Address buckets as `endpoint/bucket` rather than `bucket.endpoint` (default: true when an endpoint is given).",
+  ),
   allowed_hosts: setting(
     "allowedHosts",
     httpHostList,
@@ -168,7 +196,7 @@ export const SETTINGS = {
 
 type Settings = typeof SETTINGS;
 /** Settings that have no default value. */
-type Unset = "db_connection" | "token" | "keep_last";
+type Unset = "db_connection" | "token" | "keep_last" | "storage" | "s3_endpoint" | "s3_path_style";
 
 /** Every setting, with defaults filled in. */
 export type Config = {
@@ -196,6 +224,9 @@ export const DEFAULT_CONFIG: Config = {
   format: "csv",
   compression: "none",
   keepLast: undefined,
+  storage: undefined,
+  s3Endpoint: undefined,
+  s3PathStyle: undefined,
   allowedHosts: [],
   jobConcurrency: 2,
   jobQueueLimit: 32,

@@ -16,9 +16,9 @@ import {
   TASK_ID,
 } from "../contract/requests.ts";
 import { type BackupSet, deleteSet, listFolder, newestFirst } from "../storage/backup_sets.ts";
-import { manifestName } from "../storage/set_names.ts";
+import { manifestName, parseSetFileName, PENDING_SUFFIX } from "../storage/set_names.ts";
 
-import { storageForReading, taskScopeNames } from "../storage/open.ts";
+import { storageForReading, storageRoot, taskScopeNames } from "../storage/open.ts";
 import type { BackupStorage, StoredEntry } from "../storage/storage.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
@@ -49,7 +49,7 @@ export async function listBackups(request: ListRequest, config: Config): Promise
     }
   }
   const listing: Listing = {
-    data_directory: config.dataDir,
+    data_directory: storageRoot(config),
     backup_sets: [],
     total_sets: 0,
     leftovers: [],
@@ -152,34 +152,45 @@ export async function openSetFileForDownload(
 }
 
 /**
- * Deletes one complete set; `scope` is a task id or `_global`. A set whose
- * manifest is still pending may be being written and is never touched.
+ * Deletes one set; `scope` is a task id or `_global`. A set whose manifest
+ * is still pending may be being written and is never touched, unless
+ * `interrupted` says its run was killed (only the CLI says so): then its
+ * pending files go too (`.tmp` files; in a bucket the claim objects, and
+ * the open multipart uploads are aborted), the manifest's claim last.
  */
 export async function deleteBackupSet(
   scope: string,
   timestamp: string,
   config: Config,
+  interrupted = false,
 ): Promise<Deletion> {
   const notFound = () => deleteNotFound(scope, timestamp);
   const scoped = parseDeletePath(scope, timestamp, setNaming(config));
   const storage = await scopeStorage(scoped, config, notFound);
-  const { sets } = await listFolder(storage, setNaming(config));
+  const { sets, leftovers } = await listFolder(storage, setNaming(config));
   const set = sets.find((s) => s.stamp === timestamp);
   if (!set) throw notFound();
-  if (set.beingWritten) {
+  if (set.beingWritten && !interrupted) {
     throw new BackupError(
       "BACKUP_IN_PROGRESS",
-      `Backup set ${timestamp} is being written (or its run was killed: then remove its .tmp files by hand); it was not deleted.`,
+      `Backup set ${timestamp} is being written (or its run was killed: then delete it with the command line's delete --interrupted); it was not deleted.`,
       true,
     );
   }
   await deleteSet(storage, set);
+  const pending = leftovers
+    .map((file) => file.slice(0, -PENDING_SUFFIX.length))
+    .filter((name) => parseSetFileName(name, config.timestampFormat)?.stamp === timestamp)
+    // The manifest's claim last: until it goes, the set reads as being written.
+    .sort((a, b) => Number(a === manifestName(timestamp)) - Number(b === manifestName(timestamp)));
+  if (interrupted) { for (const name of pending) await storage.removePending(name); }
   return {
     backup_directory: storage.location,
     timestamp,
     deleted_files: [
       ...set.files.map((f) => f.name),
       ...(set.manifest ? [manifestName(timestamp)] : []),
+      ...(interrupted ? pending.map((name) => name + PENDING_SUFFIX) : []),
     ],
   };
 }

@@ -49,7 +49,7 @@ export async function verifyBackups(request: VerifyRequest, config: Config): Pro
   // The same rule as every other door: a task id names one folder, never a path.
   if (request.taskId !== undefined) field(TaskId, request.taskId);
   const storage = request.path !== undefined
-    ? await storageAtPath(request.path)
+    ? await storageAtPath(request.path, config)
     : await storageForReading(config, { taskId: request.taskId });
   const { sets } = await listFolder(storage, setNaming(config));
   const chosen = request.timestamp === undefined

@@ -1,13 +1,17 @@
 /**
  * Which storage a request's sets live in: the one place that turns the
- * settings (and a task id or path) into a `BackupStorage`. Today that is
- * always a backup folder under the data folder (`local/`); a new backend
- * is chosen here, from the settings, and nowhere else.
+ * settings (and a task id or path) into a `BackupStorage`. Without the
+ * `storage` setting that is a backup folder under the data folder
+ * (`local/`); with `storage: s3://BUCKET/PREFIX` it is a key prefix of
+ * that bucket (`s3/`), laid out as the data folder is:
+ * `PREFIX/[<task_id>/]vector_bak/`. A request never names a bucket: the
+ * storage is always the server's.
  *
  * @module
  */
 
 import type { Config } from "../contract/config.ts";
+import { BackupError } from "../contract/errors.ts";
 import {
   locateBackupFolder,
   realFolderPath,
@@ -15,41 +19,92 @@ import {
   taskFolderNames,
 } from "./local/folders.ts";
 import { LocalStorage } from "./local/local_storage.ts";
+import { Bucket } from "./s3/bucket.ts";
+import { s3Client, s3Connection } from "./s3/s3_connection.ts";
+import { parseS3Url, type S3Location, s3Url, scopePrefix } from "./s3/s3_location.ts";
+import { S3Storage } from "./s3/s3_storage.ts";
 import type { BackupStorage } from "./storage.ts";
 
 /**
- * The storage a backup writes to: the task's (whose folder must exist) or
- * the global one, created when missing.
+ * The storage a backup writes to: the task's (whose folder must exist on
+ * disk; in a bucket any task id has its prefix) or the global one.
  */
 export async function storageForBackup(
   config: Config,
   taskId: string | undefined,
 ): Promise<BackupStorage> {
+  if (config.storage) {
+    return new S3Storage(bucketOf(config, config.storage), scope(config, { taskId }));
+  }
   return LocalStorage.at(await resolveBackupFolder(config.dataDir, taskId, config.folderName));
 }
 
 /**
  * An existing storage, for reading (list, restore, verify, download,
- * delete): by task, by a path relative to the data folder, or the global
- * one. Creates nothing; a missing one is `RESOURCE_NOT_FOUND`.
+ * delete): by task, by a path relative to the data folder (or the bucket
+ * prefix), or the global one. Creates nothing; a missing folder is
+ * `RESOURCE_NOT_FOUND` (a bucket prefix without sets simply lists none).
  */
 export async function storageForReading(
   config: Config,
   where: { taskId?: string; backupPath?: string },
 ): Promise<BackupStorage> {
+  if (config.storage) {
+    return new S3Storage(bucketOf(config, config.storage), scope(config, where));
+  }
   return LocalStorage.at(await locateBackupFolder(config.dataDir, where, config.folderName));
 }
 
 /**
  * A storage named on the command line by its own path (`verify --path`):
- * trusted, as the operator named it; its real path is what later checks
- * compare with.
+ * a folder, trusted as the operator named it (its real path is what later
+ * checks compare with), or an `s3://BUCKET/PREFIX` whose prefix holds sets.
  */
-export async function storageAtPath(path: string): Promise<BackupStorage> {
+export async function storageAtPath(path: string, config: Config): Promise<BackupStorage> {
+  if (path.startsWith("s3://")) {
+    const location = parseS3Url(path);
+    if (typeof location === "string") {
+      throw new BackupError("INVALID_PARAMS", `--path: ${location}.`);
+    }
+    return new S3Storage(bucketOf(config, location), location.prefix);
+  }
   return LocalStorage.at(await realFolderPath(path));
 }
 
-/** The names under the data folder that may be task scopes (the caller checks them). */
-export function taskScopeNames(config: Config): Promise<string[]> {
+/** The names under the data folder (or bucket prefix) that may be task scopes (the caller checks them). */
+export async function taskScopeNames(config: Config): Promise<string[]> {
+  if (config.storage) {
+    const bucket = bucketOf(config, config.storage);
+    const { folders } = await bucket.list(
+      config.storage.prefix,
+      `listing ${bucket.context.location}`,
+    );
+    return folders.filter((name) => name !== config.folderName);
+  }
   return taskFolderNames(config.dataDir, config.folderName);
+}
+
+/** Where all scopes live, for answers: the data folder, or the `s3://` location. */
+export function storageRoot(config: Config): string {
+  return config.storage ? s3Url(config.storage.bucket, config.storage.prefix) : config.dataDir;
+}
+
+function scope(config: Config, where: { taskId?: string; backupPath?: string }): string {
+  const prefix = scopePrefix(config.storage!, config.folderName, where);
+  if (prefix === undefined) {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      "backup_path must be a relative path of plain folder names (no . or .. parts).",
+    );
+  }
+  return prefix;
+}
+
+function bucketOf(config: Config, location: S3Location): Bucket {
+  const connection = s3Connection(config);
+  return new Bucket(s3Client(connection), location.bucket, {
+    location: s3Url(location.bucket, location.prefix),
+    bucket: location.bucket,
+    endpoint: connection.endpoint ?? `AWS S3 (${connection.region})`,
+  });
 }

@@ -5,12 +5,11 @@
  * together, when it is complete) is decided above it, in `backup_sets.ts`,
  * from names built in `set_names.ts`. A backend only stores named files.
  *
- * The one implementation today is a local folder (`local/`). The methods
- * are chosen so that an S3-compatible bucket can keep the same promises:
- * a multipart upload is an atomic file, a conditional put
- * (`If-None-Match: *`) the never-overwriting create and claim, the
- * manifest object the set's commit marker, a HEAD of it the durable
- * read-back of `sync`.
+ * Two implementations: a local folder (`local/`) and a prefix of an
+ * S3-compatible bucket (`s3/`), which keeps the same promises: a multipart
+ * upload is an atomic file, a conditional put (`If-None-Match: *`) the
+ * never-overwriting create and claim, the manifest object the set's
+ * commit marker, a HEAD of it the durable read-back of `sync`.
  *
  * Adding a backend: implement this interface in `src/storage/<name>/`,
  * choose it from the settings in `open.ts`, and run `storage_contract.ts`
@@ -76,7 +75,7 @@ export interface BackupStorage {
    */
   create(name: string): Promise<StorageFile>;
 
-  /** Whether anything, complete or pending, has this name. */
+  /** Whether a complete file has this name (a pending one is not listed here). */
   exists(name: string): Promise<boolean>;
 
   /**
@@ -104,6 +103,13 @@ export interface BackupStorage {
 
   /** Removes a file; content when it is already gone. */
   remove(name: string): Promise<void>;
+
+  /**
+   * Removes what a killed run left of a file: its pending form (`<name>.tmp`;
+   * in a bucket the claim object and any open multipart upload). Only for a
+   * file no run is writing any more; content when nothing is left.
+   */
+  removePending(name: string): Promise<void>;
 
   /**
    * Proves that a file can be written here and removed again (for `check`),

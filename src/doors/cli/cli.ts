@@ -17,7 +17,7 @@ import {
 } from "../../contract/requests.ts";
 import { field } from "../../contract/schema.ts";
 import { type BackupResult, SUCCESS } from "../../contract/responses.ts";
-import { loadConfig, setNaming } from "../../contract/config.ts";
+import { type ConfigOverrides, loadConfig, setNaming } from "../../contract/config.ts";
 import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
@@ -111,6 +111,7 @@ async function runBackupCommand(
       database: flags.db,
       engine: flags.engine as Engine | undefined,
       keepLast: flags.keep,
+      ...storageOverrides(flags),
     });
     const request = checkBackup({
       taskId: flags.taskId,
@@ -208,7 +209,11 @@ async function runRestoreCommand(
   signal: AbortSignal,
 ): Promise<number> {
   try {
-    const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
+    const config = await loadConfig(flags.config, {
+      dataDir: flags.dataDir,
+      database: flags.db,
+      ...storageOverrides(flags),
+    });
     const request = checkRestore(
       {
         taskId: flags.taskId,
@@ -248,7 +253,10 @@ async function runRestoreCommand(
 /** `list`: every set under the data folder, newest first. */
 export async function listCommand(flags: ListFlags, io: CommandIo = processIo): Promise<number> {
   try {
-    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    const config = await loadConfig(flags.config, {
+      dataDir: flags.dataDir,
+      ...storageOverrides(flags),
+    });
     const request = checkList({ taskId: flags.taskId || undefined, globalOnly: flags.globalOnly });
     const listing = await listBackups(request, config);
     if (flags.json) {
@@ -286,7 +294,10 @@ export async function verifyCommand(
   io: CommandIo = processIo,
 ): Promise<number> {
   try {
-    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    const config = await loadConfig(flags.config, {
+      dataDir: flags.dataDir,
+      ...storageOverrides(flags),
+    });
     const { directory, ok: allOk, sets: report } = await verifyBackups(flags, config);
     if (flags.json) {
       io.stdout(
@@ -326,7 +337,10 @@ export async function deleteCommand(
   io: CommandIo = processIo,
 ): Promise<number> {
   try {
-    const config = await loadConfig(flags.config, { dataDir: flags.dataDir });
+    const config = await loadConfig(flags.config, {
+      dataDir: flags.dataDir,
+      ...storageOverrides(flags),
+    });
     if ((flags.taskId === undefined) === !flags.global) {
       throw new BackupError("INVALID_PARAMS", "Give either --task-id ID or --global.");
     }
@@ -334,7 +348,12 @@ export async function deleteCommand(
     if (flags.timestamp === undefined) {
       throw new BackupError("INVALID_PARAMS", "--timestamp is required.");
     }
-    const deleted = await deleteBackupSet(flags.taskId ?? GLOBAL_SCOPE, flags.timestamp, config);
+    const deleted = await deleteBackupSet(
+      flags.taskId ?? GLOBAL_SCOPE,
+      flags.timestamp,
+      config,
+      flags.interrupted,
+    );
     io.stdout(
       flags.json
         ? JSON.stringify(successEnvelope(SUCCESS.deletion, deleted)) + "\n"
@@ -351,7 +370,11 @@ export async function deleteCommand(
 /** `check`: exit 0 only when a backup with truncate would succeed now. */
 export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo): Promise<number> {
   try {
-    const config = await loadConfig(flags.config, { dataDir: flags.dataDir, database: flags.db });
+    const config = await loadConfig(flags.config, {
+      dataDir: flags.dataDir,
+      database: flags.db,
+      ...storageOverrides(flags),
+    });
     const report = await runCheck(config, { collections: flags.collections });
     if (flags.json) {
       io.stdout(JSON.stringify(successEnvelope("检查完成", report)) + "\n");
@@ -398,6 +421,17 @@ export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo)
   } catch (error) {
     return reportFailure(error, "checking", flags.json, io);
   }
+}
+
+/** The storage flags every command that touches sets has, as config overrides. */
+export function storageOverrides(
+  flags: { storage?: string; s3Endpoint?: string; s3PathStyle: boolean },
+): ConfigOverrides {
+  return {
+    storage: flags.storage,
+    s3Endpoint: flags.s3Endpoint,
+    s3PathStyle: flags.s3PathStyle || undefined,
+  };
 }
 
 /** Prints a failure (as the envelope with --json) and returns its exit code. */

@@ -104,6 +104,24 @@ const DB = {
   arg: "URL",
   help: "database (else config, DATABASE_URL, PG* variables)",
 } as const;
+/** Where the sets are instead of the data folder, on every command that touches them. */
+const STORAGE_OPTIONS = {
+  storage: {
+    type: "string",
+    arg: "URL",
+    help:
+      "s3://BUCKET/PREFIX: the sets are in this bucket, under PREFIX/[ID/]vector_bak (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION)",
+  },
+  "s3-endpoint": {
+    type: "string",
+    arg: "URL",
+    help: "the S3-compatible service (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3)",
+  },
+  "s3-path-style": {
+    type: "boolean",
+    help: "address the bucket as URL/BUCKET (the default when an endpoint is given)",
+  },
+} as const;
 const JSON_ENVELOPE = { type: "boolean", help: "print the HTTP envelope on stdout" } as const;
 const JSON_RESULT = { type: "boolean", help: "print the result as an envelope" } as const;
 
@@ -151,6 +169,7 @@ export const COMMANDS = {
         help: "seconds running backups get after SIGINT/SIGTERM",
       },
       config: CONFIG,
+      ...STORAGE_OPTIONS,
     },
   }),
   backup: command({
@@ -183,6 +202,7 @@ export const COMMANDS = {
       gzip: { type: "boolean", help: "the older spelling of --compression gzip" },
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       collection: collection(
         "only this LangChain collection and its embeddings (repeatable); with --truncate only their embeddings are deleted",
       ),
@@ -227,6 +247,7 @@ export const COMMANDS = {
       db: { ...DB, help: "target database (else config, DATABASE_URL, PG* variables)" },
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       json: JSON_ENVELOPE,
       quiet: { type: "boolean", help: "no warnings" },
     },
@@ -240,6 +261,7 @@ export const COMMANDS = {
       "global-only": { type: "boolean", help: "only the sets in <data-dir>/vector_bak" },
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       json: JSON_ENVELOPE,
     },
   }),
@@ -256,6 +278,7 @@ export const COMMANDS = {
       timestamp: { type: "string", arg: "STAMP", help: "only this set" },
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       json: JSON_RESULT,
     },
     notes: "Exit 0 when every file matches its manifest, 1 when any does not (each is named).",
@@ -267,11 +290,18 @@ export const COMMANDS = {
       "task-id": { type: "string", arg: "ID", help: "the set is in <data-dir>/ID/vector_bak" },
       global: { type: "boolean", help: "the set is in <data-dir>/vector_bak" },
       timestamp: { type: "string", arg: "STAMP", help: "the set to delete" },
+      interrupted: {
+        type: "boolean",
+        help:
+          "the set's run was killed: delete its pending files too (in a bucket, abort its multipart uploads); never while a backup is running",
+      },
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       json: JSON_RESULT,
     },
-    notes: "A set that is being written (its manifest is still a .tmp) is never deleted.",
+    notes:
+      "A set that is being written (its manifest is still a .tmp) is deleted only with --interrupted.",
   }),
   check: command({
     summary: "check that a backup with truncate would succeed now",
@@ -283,6 +313,7 @@ export const COMMANDS = {
       ),
       "data-dir": DATA_DIR,
       config: CONFIG,
+      ...STORAGE_OPTIONS,
       json: { type: "boolean", help: "print the report as an envelope" },
     },
     notes: `Reports the PostgreSQL and pgvector versions, each table's LangChain layout and

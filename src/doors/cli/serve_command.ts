@@ -9,6 +9,7 @@ import { loadConfig } from "../../contract/config.ts";
 import { BackupError } from "../../contract/errors.ts";
 import { jsonLogger } from "../../util/log.ts";
 import { serve } from "../http/server.ts";
+import { storageOverrides } from "./cli.ts";
 import type { ServeFlags } from "./commands.ts";
 
 /** Serves until stopped; returns the exit code. */
@@ -19,6 +20,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     allowedDbHosts: flags.allowedDbHosts,
     token: flags.token ?? environmentToken(),
     allowedHosts: flags.allowedHosts,
+    ...storageOverrides(flags),
   });
   await serve({
     hostname: flags.host,

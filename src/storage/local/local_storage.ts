@@ -79,6 +79,10 @@ export class LocalStorage implements BackupStorage {
     return this.#folder.remove(name);
   }
 
+  removePending(name: string): Promise<void> {
+    return this.#folder.remove(name + PENDING_SUFFIX);
+  }
+
   async probe(): Promise<{ freeBytes: number | null }> {
     const probe = await AtomicFile.create(
       this.#folder,

@@ -1,0 +1,127 @@
+/**
+ * What the S3 tests share: the service the test command started (the
+ * S3_TEST_* variables, set by `scripts/ceph.ts`), a bucket for this run,
+ * a fresh key prefix per test (emptied afterwards), and the AWS variables
+ * the program reads, set for this process and given to child processes.
+ *
+ * @module
+ */
+
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import { type S3Target, s3TargetFromEnv } from "../scripts/ceph.ts";
+import { s3Client } from "./s3_client.ts";
+
+/** The service the test command started, or the one the S3_TEST_* variables name. */
+export function s3Target(): S3Target {
+  const target = s3TargetFromEnv((name) => Deno.env.get(name));
+  if (!target) {
+    throw new Error(
+      "No S3 service: run the tests with `deno task test`, or wrap the command in `deno run -A scripts/ceph.ts ...`, or set S3_TEST_ENDPOINT, S3_TEST_ACCESS_KEY_ID and S3_TEST_SECRET_ACCESS_KEY.",
+    );
+  }
+  return target;
+}
+
+/** The AWS variables that point the program at `target`. */
+export function awsEnv(target: S3Target): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: target.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: target.secretAccessKey,
+    AWS_REGION: target.region,
+    AWS_ENDPOINT_URL_S3: target.endpoint,
+  };
+}
+
+let shared: Promise<{ target: S3Target; client: S3Client; bucket: string }> | undefined;
+
+/**
+ * The bucket of this test process (S3_TEST_BUCKET, or one made once), with
+ * the AWS variables set in this process so that in-process commands reach it.
+ */
+export function testBucket(): Promise<{ target: S3Target; client: S3Client; bucket: string }> {
+  shared ??= (async () => {
+    const target = s3Target();
+    for (const [name, value] of Object.entries(awsEnv(target))) Deno.env.set(name, value);
+    const client = s3Client(target);
+    const bucket = target.bucket ?? `pgvb-test-${crypto.randomUUID().slice(0, 8)}`;
+    if (!target.bucket) await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    return { target, client, bucket };
+  })();
+  return shared;
+}
+
+/** A fresh prefix in the test bucket; `cleanup` deletes its objects and aborts its uploads. */
+export async function freshPrefix(label: string): Promise<{
+  target: S3Target;
+  client: S3Client;
+  bucket: string;
+  prefix: string;
+  url: string;
+  cleanup(): Promise<void>;
+}> {
+  const { target, client, bucket } = await testBucket();
+  const prefix = `${label}-${crypto.randomUUID().slice(0, 8)}/`;
+  return {
+    target,
+    client,
+    bucket,
+    prefix,
+    url: `s3://${bucket}/${prefix.slice(0, -1)}`,
+    cleanup: () => emptyPrefix(client, bucket, prefix),
+  };
+}
+
+/** Every key under a prefix, with sizes. */
+export async function keysUnder(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<Map<string, number>> {
+  const keys = new Map<string, number>();
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const object of page.Contents ?? []) keys.set(object.Key!, object.Size ?? 0);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+/** The keys of the open multipart uploads under a prefix. */
+export async function openUploadKeys(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<string[]> {
+  const page = await client.send(
+    new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }),
+  );
+  return (page.Uploads ?? []).map((upload) => upload.Key!);
+}
+
+async function emptyPrefix(client: S3Client, bucket: string, prefix: string): Promise<void> {
+  for (const key of (await keysUnder(client, bucket, prefix)).keys()) {
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+  const page = await client.send(
+    new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }),
+  );
+  for (const upload of page.Uploads ?? []) {
+    await client.send(
+      new AbortMultipartUploadCommand({
+        Bucket: bucket,
+        Key: upload.Key,
+        UploadId: upload.UploadId,
+      }),
+    );
+  }
+}
