@@ -78,9 +78,10 @@ async function makeSet(bench: Bench, size: Size, name: string, args: string[]): 
   const sample = await backup(bench.scratch, size.url, "copy", { args });
   const data = join(bench.scratch, "data");
   const path = relative(await Deno.realPath(data), sample.directory);
+  const bytes = (await Deno.stat(sample.file)).size;
   const dataDir = join(bench.scratch, name);
   await Deno.rename(data, dataDir);
-  return { dataDir, path, stamp: sample.stamp, bytes: (await Deno.stat(sample.file)).size };
+  return { dataDir, path, stamp: sample.stamp, bytes };
 }
 
 /** Makes, untimed, everything one size's rounds load. */
