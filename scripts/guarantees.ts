@@ -101,6 +101,18 @@ export const GUARANTEES: Guarantee[] = [
     },
   },
   {
+    name: "a binary file without its end-of-data marker is refused by verify and restore",
+    tests: [{ file: "tests/formats_test.ts", filter: "binary none file is named" }],
+    brk: {
+      file: "src/formats/pgcopy.ts",
+      what: "the walker accepts data that ends without the end-of-data marker",
+      edits: [{
+        find: "    if (this.#state === DONE) return this.#rows;\n",
+        replace: "    return this.#rows;\n",
+      }],
+    },
+  },
+  {
     name: "the backup log is appended to, never rewritten",
     tests: [{ file: "tests/filesystem_security_test.ts", filter: "two runs" }],
     brk: {

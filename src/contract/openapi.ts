@@ -309,7 +309,8 @@ function paths(): Record<string, Schema> {
         summary: "Back up the vector tables (and optionally truncate)",
         description:
           "Backs up `langchain_pg_collection` and `langchain_pg_embedding` from one snapshot into " +
-          "`<table>_<stamp>.csv` files plus `manifest_<stamp>.json`, all or nothing, and appends " +
+          '`<table>_<stamp>.csv` files (`.pgcopy` with `format: "binary"`, `.gz`/`.zst` ' +
+          "appended with `compression`) plus `manifest_<stamp>.json`, all or nothing, and appends " +
           "to `vector_backup_log.txt`. With `truncate_vector_tables`, the truncate list is emptied " +
           "only after the files are durable. Without `async` the answer comes when the backup is " +
           "done.",

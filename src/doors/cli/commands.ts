@@ -196,8 +196,8 @@ export const COMMANDS = {
       },
       compression: {
         type: "string",
-        arg: "none|gzip|zstd",
-        help: "compress the table files: gzip adds .gz, zstd adds .zst (default none)",
+        arg: "KIND",
+        help: "compress the table files: none, gzip (adds .gz) or zstd (adds .zst) (default none)",
       },
       gzip: { type: "boolean", help: "the older spelling of --compression gzip" },
       "data-dir": DATA_DIR,
