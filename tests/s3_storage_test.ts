@@ -125,6 +125,23 @@ Deno.test("s3 storage: an object written by someone else under a name is never o
   }
 });
 
+Deno.test("s3 storage: a multipart file is never completed over an object stored meanwhile", async () => {
+  const { storage, client, bucket, base, cleanup } = await s3Storage();
+  try {
+    const file = await storage.create("big.json");
+    for (const chunk of chunks(9 * MiB)) await file.write(chunk);
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `${base}big.json`, Body: "theirs" }),
+    );
+    await rejects(file.commit(), Deno.errors.AlreadyExists);
+    await file.discard();
+    deepStrictEqual([...await keysUnder(client, bucket, base)], [[`${base}big.json`, 6]]);
+    deepStrictEqual(await openUploadKeys(client, bucket, base), []);
+  } finally {
+    await cleanup();
+  }
+});
+
 Deno.test("s3 storage: open refuses an object replaced since it was listed", async () => {
   const { storage, client, bucket, base, cleanup } = await s3Storage();
   try {

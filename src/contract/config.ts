@@ -147,21 +147,6 @@ export const SETTINGS = {
     count(100_000),
     "After a successful backup, keep only this many complete sets in its folder.",
   ),
-  storage: setting(
-    "storage",
-    storageUrl,
-    "Where backup sets go instead of the data folder: `s3://BUCKET/PREFIX` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION).",
-  ),
-  s3_endpoint: setting(
-    "s3Endpoint",
-    endpointUrl,
-    "The S3-compatible service's URL (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3).",
-  ),
-  s3_path_style: setting(
-    "s3PathStyle",
-    flag,
-    "Address buckets as `endpoint/bucket` rather than `bucket.endpoint` (default: true when an endpoint is given).",
-  ),
   allowed_hosts: setting(
     "allowedHosts",
     httpHostList,
@@ -191,6 +176,21 @@ export const SETTINGS = {
     "idleTimeoutSeconds",
     count(3600),
     "Seconds an idle keep-alive connection stays open.",
+  ),
+  storage: setting(
+    "storage",
+    storageUrl,
+    "Where backup sets go instead of the data folder: `s3://BUCKET/PREFIX` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION).",
+  ),
+  s3_endpoint: setting(
+    "s3Endpoint",
+    endpointUrl,
+    "The S3-compatible service's URL (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3).",
+  ),
+  s3_path_style: setting(
+    "s3PathStyle",
+    flag,
+    "Address buckets as `endpoint/bucket` rather than `bucket.endpoint` (default: true when an endpoint is given).",
   ),
 };
 

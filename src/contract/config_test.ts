@@ -11,7 +11,8 @@ import { BackupError } from "./errors.ts";
 const KNOWN = "data_dir, tables, truncate_tables, timestamp_format, backup_folder_name, " +
   "db_connection, token, allow_request_db_connection, allowed_db_hosts, engine, batch_size, " +
   "progress_interval, connect_timeout, gzip, format, compression, keep_last, allowed_hosts, job_concurrency, " +
-  "job_queue_limit, job_deadline, header_timeout, idle_timeout";
+  "job_queue_limit, job_deadline, header_timeout, idle_timeout, " +
+  "storage, s3_endpoint, s3_path_style";
 
 function refused(file: unknown, overrides: Record<string, unknown>, sentence: string): void {
   assert.throws(() => buildConfig(file, overrides), (error: unknown) => {

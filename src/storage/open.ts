@@ -82,6 +82,14 @@ export async function taskScopeNames(config: Config): Promise<string[]> {
   return taskFolderNames(config.dataDir, config.folderName);
 }
 
+/**
+ * Checks, at a server's start, that the storage settings can be used: for
+ * a bucket, that its credentials and endpoint are set and well-formed.
+ */
+export function checkStorageSettings(config: Config): void {
+  if (config.storage) bucketOf(config, config.storage);
+}
+
 /** Where all scopes live, for answers: the data folder, or the `s3://` location. */
 export function storageRoot(config: Config): string {
   return config.storage ? s3Url(config.storage.bucket, config.storage.prefix) : config.dataDir;

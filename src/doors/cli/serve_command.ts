@@ -10,6 +10,7 @@ import { BackupError } from "../../contract/errors.ts";
 import { jsonLogger } from "../../util/log.ts";
 import { serve } from "../http/server.ts";
 import { storageOverrides } from "./cli.ts";
+import { checkStorageSettings } from "../../storage/open.ts";
 import type { ServeFlags } from "./commands.ts";
 
 /** Serves until stopped; returns the exit code. */
@@ -22,6 +23,8 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     allowedHosts: flags.allowedHosts,
     ...storageOverrides(flags),
   });
+  // Missing credentials stop the start, not every later request.
+  checkStorageSettings(config);
   await serve({
     hostname: flags.host,
     port: flags.port,

@@ -2,10 +2,11 @@
  * One file written to a bucket: claimed first by a conditional put of its
  * pending form (`<key>.tmp`, empty, `If-None-Match: *`), then streamed
  * into a multipart upload whose parts go up concurrently while the caller
- * keeps writing (memory bounded by the part size and the queue), completed
- * with `If-None-Match: *` so it never replaces an object, read back by a
- * HEAD (its size must be what was written), and only then its claim
- * deleted. A file smaller than one part is one conditional put.
+ * keeps writing (`multipart.ts`: memory bounded by the part size and the
+ * parts in flight), completed with `If-None-Match: *` so it never replaces
+ * an object, read back by a HEAD (its size must be what was written), and
+ * only then its claim deleted. A file smaller than one part is one
+ * conditional put.
  *
  * On failure or `discard` the upload is aborted (its parts freed) before
  * the claim goes, so what a run leaves is always listed as pending.
@@ -13,17 +14,12 @@
  * @module
  */
 
-import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { BackupError } from "../../contract/errors.ts";
 import type { FileFacts, StorageFile } from "../storage.ts";
 import type { Bucket } from "./bucket.ts";
+import { MultipartWriter } from "./multipart.ts";
 import { httpStatus, s3Failure } from "./s3_errors.ts";
-
-/** Bytes per part: 10,000 parts (S3's limit) make files up to 80 GiB. */
-export const PART_BYTES = 8 * 1024 * 1024;
-/** Parts uploaded at once; with the one being filled, ~5 parts of memory. */
-export const PARTS_AT_ONCE = 4;
 
 /** Hears which objects were committed (and removed again), for the storage's `sync`. */
 export interface CommitTracker {
@@ -42,8 +38,7 @@ export class S3File implements StorageFile {
     private readonly bucket: Bucket,
     private readonly key: string,
     private readonly claimKey: string,
-    private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
-    private readonly uploaded: Promise<void>,
+    private readonly upload: MultipartWriter,
     private readonly tracker: CommitTracker,
   ) {}
 
@@ -67,22 +62,8 @@ export class S3File implements StorageFile {
       await bucket.delete(claimKey, what);
       throw new Deno.errors.AlreadyExists(`${name} already exists`);
     }
-    // The writer's side holds one chunk; the upload reads at its own pace.
-    const pipe = new TransformStream<Uint8Array, Uint8Array>();
-    const upload = new Upload({
-      client: bucket.client,
-      params: { Bucket: bucket.name, Key: key, Body: pipe.readable, IfNoneMatch: "*" },
-      partSize: PART_BYTES,
-      queueSize: PARTS_AT_ONCE,
-    });
-    const writer = pipe.writable.getWriter();
-    const uploaded = upload.done().then(() => {}, (error) => {
-      // A writer waiting for room would wait forever: fail it now.
-      writer.abort(error).catch(() => {});
-      throw error;
-    });
-    uploaded.catch(() => {});
-    return new S3File(name, bucket, key, claimKey, writer, uploaded, tracker);
+    const upload = new MultipartWriter(bucket.client, bucket.name, key);
+    return new S3File(name, bucket, key, claimKey, upload, tracker);
   }
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -90,10 +71,9 @@ export class S3File implements StorageFile {
     this.#hash.update(chunk);
     this.#bytes += chunk.byteLength;
     try {
-      // A copy: the upload holds on to it until its part is sent.
-      await this.writer.write(chunk.slice());
+      await this.upload.write(chunk);
     } catch (error) {
-      throw await this.#uploadFailure(error);
+      throw s3Failure(error, `uploading ${this.name}`, this.bucket.context);
     }
   }
 
@@ -105,10 +85,13 @@ export class S3File implements StorageFile {
     if (this.#state !== "open") throw new Error(`${this.name} is no longer open`);
     const what = `storing ${this.name}`;
     try {
-      await this.writer.close();
-      await this.uploaded;
+      await this.upload.finish();
     } catch (error) {
-      throw await this.#uploadFailure(error);
+      // The completion's If-None-Match: * found an object of this name.
+      if (httpStatus(error) === 412) {
+        throw new Deno.errors.AlreadyExists(`${this.name} already exists`);
+      }
+      throw s3Failure(error, what, this.bucket.context);
     }
     this.#state = "committed";
     // Read back: the object is there with every byte written.
@@ -131,26 +114,14 @@ export class S3File implements StorageFile {
     const what = `removing the unfinished ${this.name}`;
     if (this.#state === "open") {
       this.#state = "discarded";
-      // Ends the upload's input with an error: lib-storage aborts its upload.
-      await this.writer.abort(new Error("discarded")).catch(() => {});
-      await this.uploaded.catch(() => {});
-      // And any upload it could not abort (the store was unreachable then).
-      await this.bucket.abortUploads(this.key, what);
+      // Aborting frees the parts; if the store cannot be told now, the
+      // claim stays, so the upload is still listed as pending.
+      await this.bucket.call(what, () => this.upload.abort());
     } else if (this.#state === "committed") {
       this.#state = "discarded";
       await this.bucket.delete(this.key, what);
       this.tracker.removed(this.key);
     }
     await this.bucket.delete(this.claimKey, what);
-  }
-
-  /** The upload's own failure (not the stream's echo of it), as a sentence. */
-  async #uploadFailure(error: unknown): Promise<unknown> {
-    const own = await this.uploaded.then(() => error, (failure) => failure);
-    // The completion's If-None-Match: * found an object of this name.
-    if (httpStatus(own) === 412) {
-      return new Deno.errors.AlreadyExists(`${this.name} already exists`);
-    }
-    return s3Failure(own, `uploading ${this.name}`, this.bucket.context);
   }
 }
