@@ -84,15 +84,24 @@ interface BackupSummary {
   warnings: string[];
 }
 
-/** One `main.ts backup` into `<scratch>/data`, as a user runs it. */
-export async function backup(scratch: string, url: string, engine: Engine): Promise<BackupSample> {
+/**
+ * One `main.ts backup` into `<scratch>/data`, as a user runs it; `args`
+ * adds options (a format, a compression, a storage) and `env` variables.
+ */
+export async function backup(
+  scratch: string,
+  url: string,
+  engine: Engine,
+  { args = [], env }: { args?: string[]; env?: Record<string, string> } = {},
+): Promise<BackupSample> {
   const run = await timed(
     scratch,
-    `main.ts backup --engine ${engine}`,
+    `main.ts backup --engine ${engine} ${args.join(" ")}`.trimEnd(),
     ...mainTs([
-      ...["backup", "--engine", engine, "--db", url],
+      ...["backup", "--engine", engine, "--db", url, ...args],
       ...["--data-dir", join(scratch, "data"), "--quiet", "--json"],
     ]),
+    env,
   );
   const { data } = JSON.parse(run.stdout) as { data: BackupResult };
   const table = data.tables_backed_up[TABLE];

@@ -33,7 +33,7 @@
  * after it; the line adds it to `MEASUREMENTS` below, where the order is
  * that of the run and of the report.
  *
- * Usage: deno run -A scripts/bench/main.ts [--rows N] [--dims D] [--runs K] [--json]
+ * Usage: deno run -A scripts/bench/main.ts [--rows N] [--dims D] [--runs K] [--only LIST] [--json]
  *
  * @module
  */
@@ -42,6 +42,9 @@ import { parseArgs } from "node:util";
 import { withDatabase } from "../postgres.ts";
 import { asyncMeasurement } from "./async.ts";
 import { backupMeasurement } from "./backup.ts";
+import { formsMeasurement } from "./forms.ts";
+import { formsRestoreMeasurement } from "./forms_restore.ts";
+import { s3Measurement } from "./s3.ts";
 import { createDatabase, dropDatabase, reference, serverVersions } from "./databases.ts";
 import type { Bench, Measurement, Options, Reference, Size } from "./measurement.ts";
 import { json, type Part, report } from "./report.ts";
@@ -57,17 +60,24 @@ const MEASUREMENTS: Measurement<unknown, unknown>[] = [
   backupMeasurement,
   restoreMeasurement,
   asyncMeasurement,
+  formsMeasurement,
+  formsRestoreMeasurement,
+  s3Measurement,
 ];
 
-const USAGE = `usage: deno run -A scripts/bench/main.ts [--rows N] [--dims D] [--runs K] [--json]
+const USAGE = `usage: deno run -A scripts/bench/main.ts [--rows N] [--dims D] [--runs K]
+       [--only LIST] [--json]
 
-Times backups and restores next to psql's \\copy to and \\copy from, and how fast
-main.ts serve answers an {"async": true} backup.
+Times backups and restores next to psql's \\copy to and \\copy from, how fast
+main.ts serve answers an {"async": true} backup, each form (binary COPY, zstd,
+gzip) next to psql piped through zstd or gzip, and backups to an S3 bucket (a
+throwaway Ceph gateway) next to psql piped into awscli.
 
   --rows N   embeddings in the main table (default 100000); a second table gets N/10
   --dims D   vector dimensions (default 384)
   --runs K   rounds of backups and of restores at the main size, of which the median
              counts (default 3)
+  --only LIST  only these measurements, comma-separated: ${MEASUREMENTS.map(key).join(", ")}
   --json     print the results as JSON on stdout, and the report on stderr`;
 
 class UsageError extends Error {}
@@ -81,6 +91,7 @@ function parseOptions(args: string[]): Options | "help" {
         rows: { type: "string", default: "100000" },
         dims: { type: "string", default: "384" },
         runs: { type: "string", default: "3" },
+        only: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -97,8 +108,24 @@ function parseOptions(args: string[]): Options | "help" {
     // pgvector's limit for the vector type.
     dims: wholeNumber(values.dims, "--dims", 1, 16_000),
     runs: wholeNumber(values.runs, "--runs", 1, 100),
+    only: values.only === undefined ? undefined : measurementKeys(values.only),
     json: values.json,
   };
+}
+
+/** How `--only` names a measurement: the first word of its name. */
+function key(measurement: Measurement<unknown, unknown>): string {
+  return measurement.name.split(" ")[0];
+}
+
+function measurementKeys(list: string): string[] {
+  const known = MEASUREMENTS.map(key);
+  const keys = list.split(",").map((word) => word.trim());
+  const unknown = keys.filter((word) => !known.includes(word));
+  if (unknown.length > 0 || keys.length === 0) {
+    throw new UsageError(`--only takes a comma-separated list of ${known.join(", ")}`);
+  }
+  return keys;
 }
 
 function wholeNumber(text: string, flag: string, min: number, max: number): number {
@@ -169,7 +196,10 @@ async function benchmark(options: Options): Promise<{ text: string; json: unknow
         };
         await warmUpDeno(scratch);
         const parts: Part[] = [];
-        for (const measurement of MEASUREMENTS) parts.push(await measure(measurement, bench));
+        for (const measurement of MEASUREMENTS) {
+          if (options.only && !options.only.includes(key(measurement))) continue;
+          parts.push(await measure(measurement, bench));
+        }
         const header = {
           rows: options.rows,
           small_rows: smallRows,

@@ -15,6 +15,8 @@ export interface Options {
   rows: number;
   dims: number;
   runs: number;
+  /** Only the measurements of these keys (`--only`), or all of them. */
+  only?: string[];
   json: boolean;
 }
 

@@ -36,19 +36,21 @@ export interface ToolResult {
 /**
  * Runs a command under GNU time and returns its seconds, peak RSS and
  * stdout. `label` names it in errors instead of its arguments, which hold
- * the database password.
+ * the database password. `env` adds variables to the command's environment.
  */
 export async function timed(
   scratch: string,
   label: string,
   command: string,
   args: string[],
+  env?: Record<string, string>,
 ): Promise<Sample & { stdout: string }> {
   const timeFile = join(scratch, "time.txt");
   const { code, stdout, stderr } = await new Deno.Command(GNU_TIME, {
     // -o keeps time's line apart from the command's own stderr.
     args: ["-f", "%e %M", "-o", timeFile, command, ...args],
     cwd: REPO,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

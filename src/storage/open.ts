@@ -19,10 +19,8 @@ import {
   taskFolderNames,
 } from "./local/folders.ts";
 import { LocalStorage } from "./local/local_storage.ts";
-import { Bucket } from "./s3/bucket.ts";
-import { s3Client, s3Connection } from "./s3/s3_connection.ts";
+import type { Bucket } from "./s3/bucket.ts";
 import { parseS3Url, type S3Location, s3Url, scopePrefix } from "./s3/s3_location.ts";
-import { S3Storage } from "./s3/s3_storage.ts";
 import type { BackupStorage } from "./storage.ts";
 
 /**
@@ -34,7 +32,7 @@ export async function storageForBackup(
   taskId: string | undefined,
 ): Promise<BackupStorage> {
   if (config.storage) {
-    return new S3Storage(bucketOf(config, config.storage), scope(config, { taskId }));
+    return await s3Storage(await bucketOf(config, config.storage), scope(config, { taskId }));
   }
   return LocalStorage.at(await resolveBackupFolder(config.dataDir, taskId, config.folderName));
 }
@@ -50,7 +48,7 @@ export async function storageForReading(
   where: { taskId?: string; backupPath?: string },
 ): Promise<BackupStorage> {
   if (config.storage) {
-    return new S3Storage(bucketOf(config, config.storage), scope(config, where));
+    return await s3Storage(await bucketOf(config, config.storage), scope(config, where));
   }
   return LocalStorage.at(await locateBackupFolder(config.dataDir, where, config.folderName));
 }
@@ -66,7 +64,7 @@ export async function storageAtPath(path: string, config: Config): Promise<Backu
     if (typeof location === "string") {
       throw new BackupError("INVALID_PARAMS", `--path: ${location}.`);
     }
-    return new S3Storage(bucketOf(config, location), location.prefix);
+    return await s3Storage(await bucketOf(config, location), location.prefix);
   }
   return LocalStorage.at(await realFolderPath(path));
 }
@@ -74,7 +72,7 @@ export async function storageAtPath(path: string, config: Config): Promise<Backu
 /** The names under the data folder (or bucket prefix) that may be task scopes (the caller checks them). */
 export async function taskScopeNames(config: Config): Promise<string[]> {
   if (config.storage) {
-    const bucket = bucketOf(config, config.storage);
+    const bucket = await bucketOf(config, config.storage);
     const { folders } = await bucket.list(
       config.storage.prefix,
       `listing ${bucket.context.location}`,
@@ -108,7 +106,21 @@ function scope(config: Config, where: { taskId?: string; backupPath?: string }):
   return prefix;
 }
 
-function bucketOf(config: Config, location: S3Location): Bucket {
+/**
+ * The S3 modules are imported on first use: the AWS SDK they load costs
+ * about 25 MB of resident memory, which a command on the local disk never
+ * needs.
+ */
+async function s3Storage(bucket: Bucket, prefix: string): Promise<BackupStorage> {
+  const { S3Storage } = await import("./s3/s3_storage.ts");
+  return new S3Storage(bucket, prefix);
+}
+
+async function bucketOf(config: Config, location: S3Location): Promise<Bucket> {
+  const [{ Bucket }, { s3Client, s3Connection }] = await Promise.all([
+    import("./s3/bucket.ts"),
+    import("./s3/s3_connection.ts"),
+  ]);
   const connection = s3Connection(config);
   return new Bucket(s3Client(connection), location.bucket, {
     location: s3Url(location.bucket, location.prefix),
