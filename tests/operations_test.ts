@@ -185,15 +185,29 @@ Deno.test("delete removes one complete set, refuses one being written, 404 for u
         );
         const refused = await request(server, "DELETE", `${API}/backup/task_1/${writing}`);
         assert.equal(refused.status, 409);
-        const cli = await runMain([
-          "delete",
-          "--data-dir",
-          dataDir,
-          "--task-id",
-          "task_1",
-          "--timestamp",
-          second.manifest_file.match(/manifest_(.+)\.json/)[1],
+
+        // Killed between linking the manifest and removing its .tmp: the set is whole.
+        const secondStamp = second.manifest_file.match(/manifest_(.+)\.json/)[1];
+        const secondManifest = join(second.backup_directory, second.manifest_file);
+        await Deno.link(secondManifest, `${secondManifest}.tmp`);
+        const scope = ["--data-dir", dataDir, "--task-id", "task_1"];
+        const listed = JSON.parse((await runMain(["list", "--json", ...scope])).stdout).data;
+        const secondSet = listed.backup_sets.find((s: { timestamp: string }) =>
+          s.timestamp === secondStamp
+        );
+        assert.equal(secondSet.complete, true, JSON.stringify(listed));
+        const cleaned = await runMain([
+          ...["delete", "--json", "--interrupted", ...scope, "--timestamp", secondStamp],
         ]);
+        assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
+        assert.deepEqual(JSON.parse(cleaned.stdout).data.deleted_files, [
+          `${second.manifest_file}.tmp`,
+        ]);
+        const kept = await Array.fromAsync(Deno.readDir(second.backup_directory), (e) => e.name);
+        assert.equal(kept.filter((n) => n.includes(secondStamp)).length, 3, kept.join());
+        assert.ok(!kept.includes(`${second.manifest_file}.tmp`), kept.join());
+
+        const cli = await runMain(["delete", ...scope, "--timestamp", secondStamp]);
         assert.equal(cli.code, 0, cli.stderr);
       } finally {
         await server.stop();

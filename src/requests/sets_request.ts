@@ -156,7 +156,9 @@ export async function openSetFileForDownload(
  * is still pending may be being written and is never touched, unless
  * `interrupted` says its run was killed (only the CLI says so): then its
  * pending files go too (`.tmp` files; in a bucket the claim objects, and
- * the open multipart uploads are aborted), the manifest's claim last.
+ * the open multipart uploads are aborted), the manifest's claim last. A
+ * set whose manifest was stored before its run was killed is whole: then
+ * `interrupted` removes only those pending files and keeps the set.
  */
 export async function deleteBackupSet(
   scope: string,
@@ -177,12 +179,27 @@ export async function deleteBackupSet(
       true,
     );
   }
-  await deleteSet(storage, set);
   const pending = leftovers
     .map((file) => file.slice(0, -PENDING_SUFFIX.length))
     .filter((name) => parseSetFileName(name, config.timestampFormat)?.stamp === timestamp)
     // The manifest's claim last: until it goes, the set reads as being written.
     .sort((a, b) => Number(a === manifestName(timestamp)) - Number(b === manifestName(timestamp)));
+  if (interrupted && set.manifestFile) {
+    // Its run was killed after storing the manifest: only what it left goes.
+    if (pending.length === 0) {
+      throw new BackupError(
+        "INVALID_PARAMS",
+        `Backup set ${timestamp} has its manifest and nothing an interrupted run left; to delete the set, run delete without --interrupted.`,
+      );
+    }
+    for (const name of pending) await storage.removePending(name);
+    return {
+      backup_directory: storage.location,
+      timestamp,
+      deleted_files: pending.map((name) => name + PENDING_SUFFIX),
+    };
+  }
+  await deleteSet(storage, set);
   if (interrupted) { for (const name of pending) await storage.removePending(name); }
   return {
     backup_directory: storage.location,

@@ -9,8 +9,12 @@
  * `manifest_<stamp>.json` (see `set_names.ts`). Sets written by the
  * original Python tool have no manifest; they count as complete ("legacy")
  * when every configured table has its file. While a set is written its
- * manifest is pending (`manifest_<stamp>.json.tmp` on disk), so such a set
- * is never mistaken for complete.
+ * manifest is pending (`manifest_<stamp>.json.tmp` on disk, a claim object
+ * in a bucket), so such a set is never mistaken for complete. A claim
+ * beside its committed manifest is stale (a run killed between storing the
+ * manifest and removing the claim), or a second run's, which backs off on
+ * seeing the manifest: that set is judged by its manifest like any other,
+ * and the claim is only a leftover.
  *
  * Sets are ordered by the time their manifest records (an instant with its
  * UTC offset), not by the stamp in their names: the stamp is local time,
@@ -62,6 +66,11 @@ export interface BackupSet {
   complete: boolean;
   /** Its manifest is pending: a run is writing it, or was killed while it did. */
   beingWritten: boolean;
+  /**
+   * Its manifest is committed and its claim is still there: left by a run
+   * killed just after the commit; removed with the set.
+   */
+  staleClaim: boolean;
   /** Whether every file has the size its manifest records; null without a manifest. */
   sizesMatch: boolean | null;
   /** Why the set is incomplete or suspect, in words. */
@@ -116,7 +125,9 @@ export async function listFolder(
   for (const s of stamps) {
     const set = await describeSet(storage, s, files.get(s) ?? [], manifests.get(s), naming);
     if (set) {
-      if (claimed.has(s)) {
+      if (claimed.has(s) && set.manifestFile) {
+        set.staleClaim = true;
+      } else if (claimed.has(s)) {
         set.beingWritten = true;
         set.complete = false;
         set.problems.unshift("being written now, or interrupted while written (.tmp present)");
@@ -194,6 +205,7 @@ async function describeSet(
     files,
     complete: false,
     beingWritten: false,
+    staleClaim: false,
     sizesMatch: null,
     problems: [],
   };
@@ -265,12 +277,15 @@ export async function findSet(
 
 /**
  * Removes a set's files and manifest; the manifest goes last, so a
- * half-deleted set reads as incomplete. Each removal first proves the
- * storage is still the one listed (a folder swapped for a link is refused).
+ * half-deleted set reads as incomplete, then its stale claim, if any (left
+ * alone, it would read as a set being written). Each removal first proves
+ * the storage is still the one listed (a folder swapped for a link is
+ * refused).
  */
 export async function deleteSet(storage: BackupStorage, set: BackupSet): Promise<void> {
   for (const file of set.files) await storage.remove(file.name);
   await storage.remove(manifestName(set.stamp));
+  if (set.staleClaim) await storage.removePending(manifestName(set.stamp));
 }
 
 /**

@@ -5,13 +5,15 @@
  * others pass for 1.5 s, then kills the program; the held request never
  * reaches the server. Then: no manifest object without
  * every file it lists, intact; no row truncated (the TRUNCATE may commit
- * only after the manifest's read-back); `list` reports the killed set as
- * incomplete and `restore` refuses it; and the cleanup command removes what
- * the run left, unfinished multipart uploads included.
+ * only after the manifest's read-back); `list` reports a set killed before
+ * its manifest object was stored as incomplete and `restore` refuses it,
+ * while one killed after it is complete, verifies and restores; and the
+ * cleanup command removes what the run left (the manifest's stale claim,
+ * unfinished multipart uploads) and nothing of a complete set.
  */
 
 import assert from "node:assert/strict";
-import { freshDatabase, type TestDatabase } from "../helpers.ts";
+import { copyCsv, freshDatabase, type TestDatabase } from "../helpers.ts";
 import type { SeenRequest } from "../s3_proxy.ts";
 import {
   collect,
@@ -20,6 +22,7 @@ import {
   rememberSecret,
   rowCount,
   sessionsGone,
+  sha256,
   snapshotTables,
   spawnMain,
   Tally,
@@ -37,6 +40,7 @@ import {
   listTask,
   nameOf,
   runBounded,
+  type TaskListing,
   withFaultBucket,
 } from "./s3_support.ts";
 
@@ -168,14 +172,15 @@ async function assertKilledRun(
 
   const left = await bucketState(fb.client, fb.bucket, dir);
   const listed = await listTask(fb, task);
-  // A set listed complete has its manifest object (checked whole above); a
-  // run killed before it deleted its manifest's claim may be listed as
-  // interrupted although every object is there: incomplete is the safe side.
+  // A set listed complete has its manifest object (checked whole above).
   const complete = listed.sets.filter((s) => s.complete).map((s) => s.timestamp);
+  if (moment.manifests === 1) await assertStoredSetWhole(fb, db, task, listed, expected);
   for (const stamp of complete) {
     assert.ok(left.objects.some((o) => o.key === `${dir}manifest_${stamp}.json`), stamp);
   }
-  const ofCompleteSet = (key: string) => complete.some((stamp) => key.includes(`_${stamp}.`));
+  // A claim (`.tmp`) is never part of a set, only a leftover of its run.
+  const ofCompleteSet = (key: string) =>
+    !key.endsWith(".tmp") && complete.some((stamp) => key.includes(`_${stamp}.`));
   const loose = left.objects.map((o) => o.key).filter((key) =>
     !isLogKey(key) && !ofCompleteSet(key)
   );
@@ -209,4 +214,34 @@ async function assertKilledRun(
   const relisted = await listTask(fb, task);
   assert.deepEqual(relisted.leftovers, [], "leftovers still listed after the cleanup");
   assert.deepEqual(relisted.sets.map((s) => s.timestamp), complete, "sets after the cleanup");
+}
+
+/**
+ * A run killed once its manifest object was stored (before it deleted the
+ * manifest's claim, before the TRUNCATE) made a whole set: it is listed
+ * complete (its leftover claim apart), verifies, and restores the tables
+ * as they were.
+ */
+async function assertStoredSetWhole(
+  fb: FaultBucket,
+  db: TestDatabase,
+  task: string,
+  listed: TaskListing,
+  expected: Map<string, string>,
+): Promise<void> {
+  assert.equal(listed.sets.length, 1, JSON.stringify(listed));
+  const [set] = listed.sets;
+  assert.ok(set.complete, `the stored set is listed incomplete: ${JSON.stringify(listed)}`);
+  const verified = await runBounded(`${task} verify`, [
+    ...["verify", "--json", "--task-id", task, "--timestamp", set.timestamp, ...fb.storageArgs],
+  ], fb.env);
+  assert.equal(verified.code, 0, `verify: ${verified.stdout}${verified.stderr}`);
+  const restored = await runBounded(`${task} restore`, [
+    ...["restore", "--json", "--truncate-before-restore", "--db", db.url],
+    ...["--task-id", task, "--timestamp", set.timestamp, ...fb.storageArgs],
+  ], fb.env);
+  assert.equal(restored.code, 0, `restore: ${restored.stdout}${restored.stderr}`);
+  for (const [table, hash] of expected) {
+    assert.equal(sha256(await copyCsv(db.url, table)), hash, `${table} after the restore`);
+  }
 }

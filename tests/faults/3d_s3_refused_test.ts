@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { freshDatabase, type TestDatabase } from "../helpers.ts";
+import type { SeenRequest } from "../s3_proxy.ts";
 import {
   collect,
   COLLECTION,
@@ -29,7 +30,9 @@ import {
   cleanLeftovers,
   getObject,
   isLogKey,
+  isManifestName,
   isUploadPart,
+  isWrite,
   listTask,
   manifestKeys,
   nameOf,
@@ -89,16 +92,25 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
       const secret = fb.target.secretAccessKey;
 
       await t.step("the endpoint goes away mid-upload", async () => {
-        for (const part of [1, 2]) {
-          const task = `s3down_${part}`;
+        const embeddingPart = (part: number) => (request: SeenRequest) =>
+          isUploadPart(request) && nameOf(request, fb.bucket).startsWith(`${EMBEDDING}_`) &&
+          request.query.get("partNumber") === String(part);
+        const moments = [
+          { task: "s3down_1", label: "at the embedding object's part 1", at: embeddingPart(1) },
+          { task: "s3down_2", label: "at the embedding object's part 2", at: embeddingPart(2) },
+          {
+            // Every table object stored: only the manifest's failure stands between the run and its TRUNCATE.
+            task: "s3down_manifest",
+            label: "at the manifest's write",
+            at: (request: SeenRequest) =>
+              isWrite(request) && isManifestName(nameOf(request, fb.bucket)),
+          },
+        ];
+        for (const { task, label, at } of moments) {
           const dir = `${fb.prefix}${task}/vector_bak/`;
           let downed = false;
           fb.proxy.inspect((request) => {
-            if (
-              !downed && isUploadPart(request) &&
-              nameOf(request, fb.bucket).startsWith(`${EMBEDDING}_`) &&
-              request.query.get("partNumber") === String(part)
-            ) {
+            if (!downed && at(request)) {
               downed = true;
               fb.proxy.down();
               return "cut";
@@ -114,8 +126,8 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
           await collect(`${task} stderr`, run.stderr);
           fb.proxy.up();
           fb.proxy.inspect(() => "forward");
-          await outage.try(`${task}, at the embedding object's part ${part}`, async () => {
-            assert.ok(downed, `the upload never reached part ${part}: ${run.stdout}`);
+          await outage.try(`${task}, ${label}`, async () => {
+            assert.ok(downed, `the moment never came (${label}): ${run.stdout}`);
             assert.equal(run.signal, null, `no answer within ${GIVE_UP_MS / 1000} s`);
             const data = assertStorageError(run, /reach|connect|unreachable|endpoint/i, [secret]);
             assert.equal(data.can_retry, true, "an unreachable endpoint is worth a retry");
@@ -141,7 +153,7 @@ Deno.test("3d. the bucket fails or refuses: STORAGE_ERROR, no manifest, nothing 
               "objects of the failed run after the cleanup",
             );
             console.log(
-              `endpoint down at part ${part}: failed after ${took} ms, leaving ${state.objects.length} objects and ${state.uploads.length} uploads, cleaned`,
+              `endpoint down ${label}: failed after ${took} ms, leaving ${state.objects.length} objects and ${state.uploads.length} uploads, cleaned`,
             );
           });
         }

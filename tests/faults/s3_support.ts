@@ -282,13 +282,18 @@ export async function listTask(fb: FaultBucket, task: string): Promise<TaskListi
   return { sets: data.backup_sets, leftovers: data.leftovers };
 }
 
-/** `delete --interrupted` of every set the listing reports incomplete: what a killed run left. */
+/**
+ * `delete --interrupted` of every set the listing reports incomplete, or
+ * with leftovers of its stamp (a complete set keeps everything but those):
+ * what a killed run left.
+ */
 export async function cleanLeftovers(
   fb: FaultBucket,
   task: string,
   listed: TaskListing,
 ): Promise<void> {
-  for (const set of listed.sets.filter((s) => !s.complete)) {
+  const leftBehind = (stamp: string) => listed.leftovers.some((l) => l.file.includes(`_${stamp}.`));
+  for (const set of listed.sets.filter((s) => !s.complete || leftBehind(s.timestamp))) {
     const cleaned = await runBounded(`${task} cleanup`, [
       ...["delete", "--json", "--interrupted", "--task-id", task],
       ...["--timestamp", set.timestamp, ...fb.storageArgs],

@@ -299,7 +299,7 @@ export const COMMANDS = {
       interrupted: {
         type: "boolean",
         help:
-          "the set's run was killed: delete its pending files too (in a bucket, abort its multipart uploads); never while a backup is running",
+          "the set's run was killed: delete its pending files too (in a bucket, abort its multipart uploads), only those when its manifest was stored; never while a backup is running",
       },
       "data-dir": DATA_DIR,
       config: CONFIG,
