@@ -13,6 +13,17 @@
  * @module
  */
 
+import {
+  exists,
+  EXIT_CODES,
+  onStopSignals,
+  runChildCommand,
+  runProgram,
+  sleep,
+  type StopSignal,
+  tail,
+} from "./child_command.ts";
+
 /** Where and how to reach an S3-compatible service. */
 export interface S3Target {
   /** http(s)://host:port, no path: use it with path-style addressing. */
@@ -66,9 +77,6 @@ const GATEWAY_UP_TIMEOUT_MS = 90_000;
 const POLL_MS = 500;
 const KILL_AFTER_MS = 5_000;
 
-const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
-type StopSignal = keyof typeof EXIT_CODES;
-const STOP_SIGNALS = Object.keys(EXIT_CODES) as StopSignal[];
 // How long a signalled `fn` (often a child process that got the same signal)
 // may keep its gateway before the cluster is stopped anyway.
 const SIGNAL_GRACE_MS = 5_000;
@@ -283,17 +291,13 @@ export async function withS3<T>(fn: (target: S3Target) => Promise<T>): Promise<T
   const starting = startGateway(abandon.signal);
   let running: Promise<unknown> = starting;
   let received: StopSignal | undefined;
-  const listeners = STOP_SIGNALS.map((signal) => {
-    const listener = async () => {
-      received = signal;
-      abandon.abort();
-      await Promise.race([running.catch(() => {}), sleep(SIGNAL_GRACE_MS)]);
-      const gateway = await starting.catch(() => undefined);
-      await gateway?.stop();
-      Deno.exit(EXIT_CODES[signal]);
-    };
-    Deno.addSignalListener(signal, listener);
-    return { signal, listener };
+  const stopListening = onStopSignals(async (signal) => {
+    received = signal;
+    abandon.abort();
+    await Promise.race([running.catch(() => {}), sleep(SIGNAL_GRACE_MS)]);
+    const gateway = await starting.catch(() => undefined);
+    await gateway?.stop();
+    Deno.exit(EXIT_CODES[signal]);
   });
   try {
     const gateway = await starting.catch((error) => {
@@ -310,9 +314,7 @@ export async function withS3<T>(fn: (target: S3Target) => Promise<T>): Promise<T
       await gateway.stop();
     }
   } finally {
-    for (const { signal, listener } of listeners) {
-      Deno.removeSignalListener(signal, listener);
-    }
+    stopListening();
   }
 }
 
@@ -547,26 +549,8 @@ async function run(
   return decoder.decode(stdout);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
-function tail(text: string, lines = 20): string {
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
-}
-
 function progress(message: string): void {
   console.error(`ceph: ${message}`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const USAGE = `usage: deno run -A scripts/ceph.ts <command> [args...]
@@ -588,41 +572,7 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const [command, ...commandArgs] = args;
-  return await withS3(async (target) => {
-    // Deno may not be on PATH, e.g. when started through npx.
-    const child = new Deno.Command(command === "deno" ? Deno.execPath() : command, {
-      args: commandArgs,
-      env: s3TestEnv(target),
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    // The child gets the signal and time to finish; withS3 then cleans up.
-    let received: StopSignal | undefined;
-    const listeners = STOP_SIGNALS.map((signal) => {
-      const listener = () => {
-        received = signal;
-        child.kill(signal);
-      };
-      Deno.addSignalListener(signal, listener);
-      return { signal, listener };
-    });
-    try {
-      const status = await child.status;
-      return received ? EXIT_CODES[received] : status.code;
-    } finally {
-      for (const { signal, listener } of listeners) {
-        Deno.removeSignalListener(signal, listener);
-      }
-    }
-  });
+  return await withS3((target) => runChildCommand(command, commandArgs, s3TestEnv(target)));
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    console.error(`ceph: ${error instanceof Error ? error.message : error}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runProgram("ceph", main);

@@ -12,6 +12,16 @@
  * @module
  */
 
+import {
+  exists,
+  EXIT_CODES,
+  onStopSignals,
+  runChildCommand,
+  runProgram,
+  sleep,
+  tail,
+} from "./child_command.ts";
+
 /** Where PostgreSQL's server binaries are, and its major version. */
 export interface PostgresInstall {
   binDir: string;
@@ -42,9 +52,6 @@ const vectorControl = (major: number) => `/usr/share/postgresql/${major}/extensi
 const PGVECTOR_SOURCES = "deb-src http://deb.debian.org/debian trixie main\n";
 
 const START_TRIES = 3;
-const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
-type StopSignal = keyof typeof EXIT_CODES;
-const STOP_SIGNALS = Object.keys(EXIT_CODES) as StopSignal[];
 // How long a signalled `fn` (often a child process that got the same signal)
 // may keep its database before the cluster is stopped anyway.
 const SIGNAL_GRACE_MS = 5_000;
@@ -179,15 +186,11 @@ export async function withDatabase<T>(
 
   const starting = startCluster();
   let running: Promise<unknown> = starting;
-  const listeners = STOP_SIGNALS.map((signal) => {
-    const listener = async () => {
-      await Promise.race([running.catch(() => {}), sleep(SIGNAL_GRACE_MS)]);
-      const cluster = await starting.catch(() => undefined);
-      await cluster?.stop();
-      Deno.exit(EXIT_CODES[signal]);
-    };
-    Deno.addSignalListener(signal, listener);
-    return { signal, listener };
+  const stopListening = onStopSignals(async (signal) => {
+    await Promise.race([running.catch(() => {}), sleep(SIGNAL_GRACE_MS)]);
+    const cluster = await starting.catch(() => undefined);
+    await cluster?.stop();
+    Deno.exit(EXIT_CODES[signal]);
   });
   try {
     const cluster = await starting;
@@ -199,9 +202,7 @@ export async function withDatabase<T>(
       await cluster.stop();
     }
   } finally {
-    for (const { signal, listener } of listeners) {
-      Deno.removeSignalListener(signal, listener);
-    }
+    stopListening();
   }
 }
 
@@ -363,26 +364,8 @@ async function run(
   return output;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
-function tail(text: string, lines = 20): string {
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
-}
-
 function progress(message: string): void {
   console.error(`postgres: ${message}`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const USAGE = `usage: deno run -A scripts/postgres.ts <command> [args...]
@@ -403,44 +386,9 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const [command, ...commandArgs] = args;
-  return await withDatabase(async (url) => {
-    // Deno may not be on PATH, e.g. when started through npx.
-    const child = new Deno.Command(
-      command === "deno" ? Deno.execPath() : command,
-      {
-        args: commandArgs,
-        env: { PGVECTOR_TEST_URL: url },
-        stdin: "inherit",
-        stdout: "inherit",
-        stderr: "inherit",
-      },
-    ).spawn();
-    // The child gets the signal and time to finish; withDatabase then cleans up.
-    let received: StopSignal | undefined;
-    const listeners = STOP_SIGNALS.map((signal) => {
-      const listener = () => {
-        received = signal;
-        child.kill(signal);
-      };
-      Deno.addSignalListener(signal, listener);
-      return { signal, listener };
-    });
-    try {
-      const status = await child.status;
-      return received ? EXIT_CODES[received] : status.code;
-    } finally {
-      for (const { signal, listener } of listeners) {
-        Deno.removeSignalListener(signal, listener);
-      }
-    }
-  });
+  return await withDatabase((url) =>
+    runChildCommand(command, commandArgs, { PGVECTOR_TEST_URL: url })
+  );
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (error) {
-    console.error(`postgres: ${error instanceof Error ? error.message : error}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runProgram("postgres", main);
