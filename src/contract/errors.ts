@@ -76,7 +76,11 @@ interface DriverError {
   where?: string;
 }
 
-const UNREACHABLE_CODES = new Set([
+/**
+ * Node's codes for a peer that cannot be reached or went away mid-exchange:
+ * the database and the object store both read them as "unreachable, retry".
+ */
+export const NETWORK_ERROR_CODES: readonly string[] = [
   "ECONNREFUSED",
   "ECONNRESET",
   "ENOTFOUND",
@@ -85,6 +89,11 @@ const UNREACHABLE_CODES = new Set([
   "EHOSTUNREACH",
   "ENETUNREACH",
   "EPIPE",
+];
+
+/** The network codes plus postgres.js's own for a connection that failed or ended. */
+const UNREACHABLE_CODES = new Set([
+  ...NETWORK_ERROR_CODES,
   "CONNECT_TIMEOUT",
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { BackupError } from "../../contract/errors.ts";
+import { BackupError, NETWORK_ERROR_CODES } from "../../contract/errors.ts";
 
 /** What a failure sentence names: the sets' place and the endpoint. */
 export interface FailureContext {
@@ -48,17 +48,8 @@ const TRANSIENT = new Set([
   "TimeoutError",
 ]);
 
-const UNREACHABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EPIPE",
-  "ECONNABORTED",
-]);
+// The network codes, plus a socket the SDK's HTTP handler saw aborted.
+const UNREACHABLE = new Set([...NETWORK_ERROR_CODES, "ECONNABORTED"]);
 
 /** The HTTP status of an SDK error, if it got an answer. */
 export function httpStatus(error: unknown): number | undefined {
