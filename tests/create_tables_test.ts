@@ -25,6 +25,7 @@ import { LocalStorage } from "../src/storage/local/local_storage.ts";
 import { silentLogger } from "../src/util/log.ts";
 import {
   copyCsv,
+  DEFAULT_NAMING,
   freshDatabase,
   psql,
   runMain,
@@ -38,7 +39,6 @@ const TABLES = DEFAULT_CONFIG.tables;
 /** The manifest's JSON Schema, as the OpenAPI document publishes it, compiled strictly. */
 const manifestIsValid = new Ajv2020({ strictSchema: true, strictTypes: false, allErrors: true })
   .compile(MANIFEST_SCHEMA);
-const NAMING = { tables: TABLES, timestampFormat: DEFAULT_CONFIG.timestampFormat };
 
 /**
  * The set forms a backup can write, as `backup` flags. Each round trip runs
@@ -126,7 +126,7 @@ function restore(db: TestDatabase, dataDir: string, stamp: string, createTables:
     tables: undefined,
     truncateBeforeRestore: false,
     createTables,
-    naming: NAMING,
+    naming: DEFAULT_NAMING,
     logger: silentLogger,
   });
 }
@@ -455,7 +455,7 @@ Deno.test("create_tables with a collection scope creates the tables and loads on
         tables: undefined,
         truncateBeforeRestore: true,
         createTables: true,
-        naming: NAMING,
+        naming: DEFAULT_NAMING,
         logger: silentLogger,
       });
       assert.deepEqual(again.tables_created, []);
@@ -481,7 +481,7 @@ Deno.test("create_tables creates only the missing table, tied to the collections
         tables: ["langchain_pg_embedding"],
         truncateBeforeRestore: false,
         createTables: true,
-        naming: NAMING,
+        naming: DEFAULT_NAMING,
         logger: silentLogger,
       });
       assert.deepEqual(result.tables_created, ["langchain_pg_embedding"]);

@@ -21,16 +21,18 @@ import { verifyBackups } from "../src/requests/verify.ts";
 import type { Compression, DataFormat } from "../src/formats/file_form.ts";
 import type { Layout } from "../scripts/fixture.ts";
 import {
+  DEFAULT_NAMING,
   freshDatabase,
+  orderedCopy,
   psql,
   runMain,
   startServer,
+  tableKeys,
   type TestDatabase,
   withTempDir,
 } from "./helpers.ts";
 
 const TABLES = DEFAULT_CONFIG.tables;
-const NAMING = { tables: TABLES, timestampFormat: DEFAULT_CONFIG.timestampFormat };
 const LAYOUTS: Layout[] = ["langchain_community", "langchain_postgres"];
 const FORMS: [DataFormat, Compression][] = [
   ["csv", "none"],
@@ -72,7 +74,7 @@ function restore(db: TestDatabase, dir: string, stamp: string) {
     stamp,
     tables: undefined,
     truncateBeforeRestore: true,
-    naming: NAMING,
+    naming: DEFAULT_NAMING,
     logger: silentLogger,
   });
 }
@@ -83,18 +85,9 @@ function stampOf(manifestFile: string | null): string {
 
 /** Every table's rows in key order, as PostgreSQL writes them as CSV. */
 async function snapshot(db: TestDatabase, layout: Layout): Promise<string> {
-  const keys: Record<string, string> = {
-    langchain_pg_collection: "uuid",
-    langchain_pg_embedding: layout === "langchain_community" ? "uuid" : "id",
-  };
   let all = "";
-  for (const [table, key] of Object.entries(keys)) {
-    all += new TextDecoder().decode(
-      await psql(db.url, [
-        "-c",
-        `COPY (SELECT * FROM ${table} ORDER BY ${key}) TO STDOUT WITH (FORMAT csv, HEADER)`,
-      ]),
-    );
+  for (const [table, key] of Object.entries(tableKeys(layout))) {
+    all += new TextDecoder().decode(await orderedCopy(db, table, key));
   }
   return all;
 }

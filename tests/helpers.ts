@@ -9,7 +9,8 @@
 import postgres from "postgres";
 import { zstdDecompressSync } from "node:zlib";
 import type { Sql } from "../src/database/database.ts";
-import { createFixture, type FixtureOptions } from "../scripts/fixture.ts";
+import { DEFAULT_CONFIG } from "../src/contract/config.ts";
+import { createFixture, type FixtureOptions, type Layout } from "../scripts/fixture.ts";
 
 /** The server's URL; `deno task test` sets it. */
 export function serverUrl(): string {
@@ -92,6 +93,28 @@ export async function psql(url: string, args: string[], input?: Uint8Array): Pro
     throw new Error(`psql failed: ${new TextDecoder().decode(output.stderr)}`);
   }
   return output.stdout;
+}
+
+/** The default tables and set-name timestamps, as the engines take them. */
+export const DEFAULT_NAMING = {
+  tables: DEFAULT_CONFIG.tables,
+  timestampFormat: DEFAULT_CONFIG.timestampFormat,
+};
+
+/** Each LangChain table's key column in `layout`: the order {@linkcode orderedCopy} sorts by. */
+export function tableKeys(layout: Layout): Record<string, string> {
+  return {
+    langchain_pg_collection: "uuid",
+    langchain_pg_embedding: layout === "langchain_community" ? "uuid" : "id",
+  };
+}
+
+/** A table's rows in key order, as PostgreSQL writes them: the bar for "restored exactly". */
+export function orderedCopy(db: TestDatabase, table: string, key: string): Promise<Uint8Array> {
+  return psql(db.url, [
+    "-c",
+    `COPY (SELECT * FROM ${table} ORDER BY ${key}) TO STDOUT WITH (FORMAT csv, HEADER)`,
+  ]);
 }
 
 /** PostgreSQL's own `COPY <table> TO STDOUT WITH (FORMAT csv, HEADER)`, via psql. */

@@ -9,31 +9,17 @@ import { silentLogger } from "../src/util/log.ts";
 import { runRestore } from "../src/engines/restore.ts";
 import type { Layout } from "../scripts/fixture.ts";
 import {
+  DEFAULT_NAMING,
   freshDatabase,
-  psql,
+  orderedCopy,
   runMain,
   startServer,
+  tableKeys,
   type TestDatabase,
   withTempDir,
 } from "./helpers.ts";
 
 const TABLES = DEFAULT_CONFIG.tables;
-const NAMING = { tables: TABLES, timestampFormat: DEFAULT_CONFIG.timestampFormat };
-
-/** A table's rows in key order, as PostgreSQL writes them: the bar for "restored exactly". */
-function orderedCopy(db: TestDatabase, table: string, key: string): Promise<Uint8Array> {
-  return psql(db.url, [
-    "-c",
-    `COPY (SELECT * FROM ${table} ORDER BY ${key}) TO STDOUT WITH (FORMAT csv, HEADER)`,
-  ]);
-}
-
-function keys(layout: Layout): Record<string, string> {
-  return {
-    langchain_pg_collection: "uuid",
-    langchain_pg_embedding: layout === "langchain_community" ? "uuid" : "id",
-  };
-}
 
 async function backUp(db: TestDatabase, dir: string, engine: Engine = "copy", gzip = false) {
   return await runBackup({
@@ -61,7 +47,7 @@ function restore(db: TestDatabase, dir: string, stamp: string, truncate = true) 
     tables: undefined,
     truncateBeforeRestore: truncate,
     createTables: false,
-    naming: NAMING,
+    naming: DEFAULT_NAMING,
     logger: silentLogger,
   });
 }
@@ -83,7 +69,7 @@ for (const layout of ["langchain_community", "langchain_postgres"] as Layout[]) 
             assert.equal(result.restore_performed, true);
             assert.equal(result.tables_restored.langchain_pg_embedding.rows_restored, 60);
             assert.equal(result.tables_restored.langchain_pg_collection.rows_restored, 3);
-            for (const [table, key] of Object.entries(keys(layout))) {
+            for (const [table, key] of Object.entries(tableKeys(layout))) {
               assert.deepEqual(
                 await orderedCopy(target, table, key),
                 await orderedCopy(source, table, key),
@@ -274,7 +260,7 @@ Deno.test("a restore that fails at the last row leaves the target exactly as bef
       await Deno.writeTextFile(manifestPath, JSON.stringify(manifest));
 
       const before = await Promise.all(
-        Object.entries(keys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
+        Object.entries(tableKeys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
       );
       await assert.rejects(
         restore(target, dir, stampOf(backup.manifest_file)),
@@ -285,7 +271,7 @@ Deno.test("a restore that fails at the last row leaves the target exactly as bef
         },
       );
       const after = await Promise.all(
-        Object.entries(keys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
+        Object.entries(tableKeys("langchain_postgres")).map(([t, k]) => orderedCopy(target, t, k)),
       );
       assert.deepEqual(after, before);
     });

@@ -7,16 +7,15 @@
 
 import assert from "node:assert/strict";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import type { Layout } from "../scripts/fixture.ts";
 import { buildConfig } from "../src/contract/config.ts";
 import { storageForBackup } from "../src/storage/open.ts";
 import {
   copyCsv,
   freshDatabase,
-  psql,
+  orderedCopy,
   runMain,
   startServer,
-  type TestDatabase,
+  tableKeys,
   withTempDir,
 } from "./helpers.ts";
 import { awsEnv, freshPrefix, keysUnder, openUploadKeys } from "./s3_support.ts";
@@ -26,16 +25,6 @@ type Json = any;
 
 const API = "/api/v0/data_pipeline/vector";
 const TABLES = ["langchain_pg_collection", "langchain_pg_embedding"];
-
-function orderedCopy(db: TestDatabase, table: string, layout: Layout): Promise<Uint8Array> {
-  const key = table === "langchain_pg_collection" || layout === "langchain_community"
-    ? "uuid"
-    : "id";
-  return psql(db.url, [
-    "-c",
-    `COPY (SELECT * FROM ${table} ORDER BY ${key}) TO STDOUT WITH (FORMAT csv, HEADER)`,
-  ]);
-}
 
 /** Runs main.ts with the shipped permissions and the AWS variables; the secret must appear nowhere. */
 async function cli(args: string[], env: Record<string, string>, dataDir: string) {
@@ -65,7 +54,7 @@ for (const layout of ["langchain_community", "langchain_postgres"] as const) {
           const before = new Map<string, Uint8Array>();
           const copies = new Map<string, Uint8Array>();
           for (const table of TABLES) {
-            before.set(table, await orderedCopy(db, table, layout));
+            before.set(table, await orderedCopy(db, table, tableKeys(layout)[table]));
             copies.set(table, await copyCsv(db.url, table));
           }
           const backup = await cli(
@@ -119,7 +108,11 @@ for (const layout of ["langchain_community", "langchain_postgres"] as const) {
           );
           assert.equal(restore.code, 0, restore.stderr);
           for (const table of TABLES) {
-            assert.deepEqual(await orderedCopy(db, table, layout), before.get(table), table);
+            assert.deepEqual(
+              await orderedCopy(db, table, tableKeys(layout)[table]),
+              before.get(table),
+              table,
+            );
           }
         });
       } finally {
