@@ -35,11 +35,11 @@ import {
   alternate,
   mainTs,
   median,
-  progress,
   type Sample,
   timed,
   type ToolResult,
   toolResult,
+  warningList,
 } from "./runner.ts";
 
 const ENGINES: readonly Engine[] = ["copy", "cursor"];
@@ -152,11 +152,7 @@ async function differences(
 async function measureSize(bench: Bench, { rows, url }: Size): Promise<SizeResult> {
   const { scratch } = bench;
   const reference = await bench.reference({ rows, url });
-  const warnings: string[] = [];
-  const warn = (message: string) => {
-    warnings.push(message);
-    progress(`warning: ${message}`);
-  };
+  const { warnings, warn } = warningList();
   const engineRound = async (engine: Engine, round: number) => {
     const sample = await backup(scratch, url, engine);
     for (const difference of await differences(sample, reference, rows, round === 1)) {

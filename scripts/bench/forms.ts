@@ -31,7 +31,7 @@ import {
   summarizeRows,
 } from "./peers.ts";
 import { count, MEMORY_TARGETS, warningLines } from "./report.ts";
-import { progress, psql, round, timed } from "./runner.ts";
+import { psql, round, timed, warningList } from "./runner.ts";
 
 /** What `--json` shows under `forms`. */
 interface FormsSummary {
@@ -202,11 +202,7 @@ export const formsMeasurement: Measurement<RowSamples & { warnings?: string[] },
   name: "forms",
 
   async measure(bench) {
-    const warnings: string[] = [];
-    const warn = (message: string) => {
-      warnings.push(message);
-      progress(`warning: ${message}`);
-    };
+    const { warnings, warn } = warningList();
     const run = await availableRunners(bench.scratch, ROWS, runners(bench, warn));
     const samples: RowSamples = [];
     for (const size of bench.sizes) {

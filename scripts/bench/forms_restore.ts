@@ -30,7 +30,7 @@ import {
   summarizeRows,
 } from "./peers.ts";
 import { count, MEMORY_TARGETS, warningLines } from "./report.ts";
-import { mainTs, progress, psql, timed } from "./runner.ts";
+import { mainTs, psql, timed, warningList } from "./runner.ts";
 
 const TARGET_DATABASE = "pgvb_bench_restore_forms";
 
@@ -229,11 +229,7 @@ export const formsRestoreMeasurement: Measurement<
   name: "forms_restore",
 
   async measure(bench) {
-    const warnings: string[] = [];
-    const warn = (message: string) => {
-      warnings.push(message);
-      progress(`warning: ${message}`);
-    };
+    const { warnings, warn } = warningList();
     const target = await createTarget(bench, TARGET_DATABASE);
     let inputs: Inputs | undefined;
     const run = await availableRunners(

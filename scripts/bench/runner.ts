@@ -153,3 +153,13 @@ function tail(text: string, lines = 20): string {
 export function progress(message: string): void {
   console.error(`bench: ${message}`);
 }
+
+/** A measurement's warnings, and `warn`, which adds one and prints it as progress. */
+export function warningList(): { warnings: string[]; warn: (message: string) => void } {
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    progress(`warning: ${message}`);
+  };
+  return { warnings, warn };
+}

@@ -33,7 +33,7 @@ import {
   summarizeRows,
 } from "./peers.ts";
 import { count, warningLines } from "./report.ts";
-import { progress, psql, timed } from "./runner.ts";
+import { progress, psql, timed, warningList } from "./runner.ts";
 
 /** Debian's awscli, not one a Python environment may put first on PATH. */
 const AWS = "/usr/bin/aws";
@@ -316,11 +316,7 @@ export const s3Measurement: Measurement<S3Samples, S3Summary> = {
   name: "s3",
 
   async measure(bench) {
-    const warnings: string[] = [];
-    const warn = (message: string) => {
-      warnings.push(message);
-      progress(`warning: ${message}`);
-    };
+    const { warnings, warn } = warningList();
     if (!(await features(bench.scratch)).has("storage")) {
       progress("s3: main.ts has no --storage; only the peers run");
     }
