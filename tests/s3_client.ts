@@ -9,6 +9,7 @@
 
 import { S3Client } from "@aws-sdk/client-s3";
 import type { S3Target } from "../scripts/ceph.ts";
+import { FIXED_CLIENT_OPTIONS } from "../src/storage/s3/s3_connection.ts";
 
 /** The variables an AWS tool reads for credentials, region and endpoint. */
 export const AWS_VARIABLES = [
@@ -36,7 +37,7 @@ export const SDK_VARIABLES = [
   "AWS_LAMBDA_MAX_CONCURRENCY",
 ];
 
-/** A client for `target`, path-style (as Ceph and MinIO need). */
+/** A client for `target`, path-style (as Ceph and MinIO need), set as the service's clients are. */
 export function s3Client(target: S3Target & { sessionToken?: string }): S3Client {
   return new S3Client({
     endpoint: target.endpoint,
@@ -47,22 +48,7 @@ export function s3Client(target: S3Target & { sessionToken?: string }): S3Client
       secretAccessKey: target.secretAccessKey,
       sessionToken: target.sessionToken,
     },
-    // The SDK's default (WHEN_SUPPORTED) makes a PutObject of a stream fail on
-    // RGW with 411 MissingContentLength; RGW ignores the checksums anyway.
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    // The SDK's own defaults, given so that it does not look each one up.
-    useFipsEndpoint: false,
-    useDualstackEndpoint: false,
-    useArnRegion: false,
-    disableS3ExpressSessionAuth: true,
     maxAttempts: 3,
-    retryMode: "standard",
-    defaultsMode: "legacy",
-    authSchemePreference: [],
-    disableClockSkewCorrection: false,
-    userAgentAppId: "pgvector-backup",
-    // The default user agent needs os.release() (--allow-sys=osRelease) and AWS_EXECUTION_ENV.
-    defaultUserAgentProvider: () => Promise.resolve([["pgvector-backup"]]),
+    ...FIXED_CLIENT_OPTIONS,
   });
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { S3Client } from "@aws-sdk/client-s3";
+import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { BackupError } from "../../contract/errors.ts";
 import { registerServerSecret } from "../../util/log.ts";
@@ -144,21 +144,29 @@ function buildClient(connection: S3Connection): S3Client {
       socketTimeout: SOCKET_TIMEOUT_MS,
     },
     maxAttempts: MAX_ATTEMPTS,
-    retryMode: "standard",
-    // The SDK's default checksums make a streamed PutObject fail on Ceph
-    // (411); the SHA-256 of every file is checked by the sets' manifests.
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    // The SDK's own defaults, given so that it looks none of them up.
-    useFipsEndpoint: false,
-    useDualstackEndpoint: false,
-    useArnRegion: false,
-    disableS3ExpressSessionAuth: true,
-    defaultsMode: "legacy",
-    authSchemePreference: [],
-    disableClockSkewCorrection: false,
-    userAgentAppId: "pgvector-backup",
-    // The default user agent would read os.release() and AWS_EXECUTION_ENV.
-    defaultUserAgentProvider: () => Promise.resolve([["pgvector-backup"]]),
+    ...FIXED_CLIENT_OPTIONS,
   });
 }
+
+/**
+ * The client settings that are the same for every store, each given so that
+ * the SDK looks none of them up in the environment or in ~/.aws.
+ */
+export const FIXED_CLIENT_OPTIONS = {
+  retryMode: "standard",
+  // The SDK's default checksums make a streamed PutObject fail on Ceph
+  // (411); the SHA-256 of every file is checked by the sets' manifests.
+  requestChecksumCalculation: "WHEN_REQUIRED",
+  responseChecksumValidation: "WHEN_REQUIRED",
+  // The SDK's own defaults.
+  useFipsEndpoint: false,
+  useDualstackEndpoint: false,
+  useArnRegion: false,
+  disableS3ExpressSessionAuth: true,
+  defaultsMode: "legacy",
+  authSchemePreference: [],
+  disableClockSkewCorrection: false,
+  userAgentAppId: "pgvector-backup",
+  // The default user agent would read os.release() and AWS_EXECUTION_ENV.
+  defaultUserAgentProvider: () => Promise.resolve([["pgvector-backup"]]),
+} satisfies S3ClientConfig;
