@@ -2,7 +2,8 @@
  * `deno task test:guarantees`: proves that each promise of the README has a
  * test that notices when it is broken. For every guarantee below it copies
  * the tree to a temp folder, applies that guarantee's one deliberate break,
- * runs only that guarantee's test(s) against one throwaway PostgreSQL, and
+ * runs only that guarantee's test(s) against one throwaway PostgreSQL (and
+ * the Ceph gateway `deno task test:guarantees` starts around it), and
  * reports the break as caught (a test failed) or missed (all passed).
  *
  * A break whose text is no longer found exactly once is STALE (the code
@@ -174,6 +175,31 @@ export const GUARANTEES: Guarantee[] = [
       edits: [{
         find: "    if (unquote(schema) !== parsed.schema || unquote(on) !== parsed.name) {\n",
         replace: "    if (false as boolean) {\n",
+      }],
+    },
+  },
+  {
+    name: "a bucket's file names are claimed first: two writers never share one",
+    tests: [{ file: "tests/s3_storage_test.ts", filter: "no name is created twice" }],
+    brk: {
+      file: "src/storage/s3/s3_file.ts",
+      what: "the conditional put of the claim ignored when the claim already exists",
+      edits: [{
+        find: "    if (!await bucket.putIfAbsent(claimKey, new Uint8Array(), what)) {\n",
+        replace:
+          "    if (!await bucket.putIfAbsent(claimKey, new Uint8Array(), what) && false) {\n",
+      }],
+    },
+  },
+  {
+    name: "an object in a bucket is never overwritten by a multipart upload",
+    tests: [{ file: "tests/s3_storage_test.ts", filter: "never completed over an object" }],
+    brk: {
+      file: "src/storage/s3/multipart.ts",
+      what: "the HEAD just before completing a multipart upload skipped",
+      edits: [{
+        find: "  async #refuseIfTaken(): Promise<void> {\n",
+        replace: "  async #refuseIfTaken(): Promise<void> {\n    if (this.key) return;\n",
       }],
     },
   },
