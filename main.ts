@@ -8,15 +8,6 @@
  */
 
 import {
-  backupCommand,
-  checkCommand,
-  deleteCommand,
-  healthCommand,
-  listCommand,
-  restoreCommand,
-  verifyCommand,
-} from "./src/doors/cli/cli.ts";
-import {
   type CommandFlags,
   type CommandName,
   COMMANDS,
@@ -24,21 +15,25 @@ import {
   parseFlags,
   usage,
 } from "./src/doors/cli/commands.ts";
-import { serveCommand } from "./src/doors/cli/serve_command.ts";
 import { classifyError } from "./src/contract/errors.ts";
 import { redact } from "./src/util/log.ts";
 import { VERSION } from "./src/util/version.ts";
 
-/** What runs each command with its parsed flags. */
+/**
+ * What runs each command with its parsed flags. The commands' modules are
+ * imported on first use: `--version`, `--help` and a usage error need none
+ * of them, and only `serve` needs the HTTP door and the OpenAPI document.
+ */
+const cli = () => import("./src/doors/cli/cli.ts");
 const RUN: { [N in CommandName]: (flags: CommandFlags[N]) => Promise<number> } = {
-  serve: serveCommand,
-  backup: (flags) => backupCommand(flags),
-  restore: (flags) => restoreCommand(flags),
-  list: (flags) => listCommand(flags),
-  verify: (flags) => verifyCommand(flags),
-  delete: (flags) => deleteCommand(flags),
-  check: (flags) => checkCommand(flags),
-  health: (flags) => healthCommand(flags.url),
+  serve: async (flags) => (await import("./src/doors/cli/serve_command.ts")).serveCommand(flags),
+  backup: async (flags) => (await cli()).backupCommand(flags),
+  restore: async (flags) => (await cli()).restoreCommand(flags),
+  list: async (flags) => (await cli()).listCommand(flags),
+  verify: async (flags) => (await cli()).verifyCommand(flags),
+  delete: async (flags) => (await cli()).deleteCommand(flags),
+  check: async (flags) => (await cli()).checkCommand(flags),
+  health: async (flags) => (await cli()).healthCommand(flags.url),
 };
 
 const PROGRAM_HELP = `pgvector-backup ${VERSION}: back up the LangChain pgvector tables to CSV

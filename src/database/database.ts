@@ -16,7 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { setImmediate } from "node:timers/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import type { QueryResult } from "pg";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { type Connection, parseConnectionString, type SslMode } from "./connection_string.ts";
 import { BackupError } from "../contract/errors.ts";
 import { redact } from "../util/log.ts";
@@ -262,6 +262,8 @@ export async function connect(target: DatabaseTarget, signal?: AbortSignal): Pro
     lateWritesIgnored = true;
     ignoreLateSocketWrites();
   }
+  // Loaded here, not up front: restores log in with `pg` and never need it.
+  const { default: postgres } = await import("postgres");
   const started = performance.now();
   const sql = postgres(postgresOptions(target));
   try {
