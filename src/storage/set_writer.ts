@@ -58,13 +58,9 @@ export class SetWriter {
         if (error instanceof Deno.errors.AlreadyExists) continue;
         throw error;
       }
-      let taken = false;
-      for (const table of naming.tables) {
-        for (const other of ALL_FORMS) {
-          if (await storage.exists(dataFileName(table, stamp, other))) taken = true;
-        }
+      if (!await anyDataFileExists(storage, naming, stamp)) {
+        return new SetWriter(storage, stamp, manifest, form);
       }
-      if (!taken) return new SetWriter(storage, stamp, manifest, form);
       await manifest.discard();
     }
     throw new BackupError(
@@ -98,4 +94,21 @@ export class SetWriter {
   async discard(): Promise<void> {
     for (const file of [this.#manifest, ...this.#files]) await file.discard();
   }
+}
+
+/**
+ * Whether any table already has a file of any form under `stamp`. Stops at
+ * the first: in a bucket each look is a request.
+ */
+async function anyDataFileExists(
+  storage: BackupStorage,
+  naming: SetNaming,
+  stamp: string,
+): Promise<boolean> {
+  for (const table of naming.tables) {
+    for (const form of ALL_FORMS) {
+      if (await storage.exists(dataFileName(table, stamp, form))) return true;
+    }
+  }
+  return false;
 }
