@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { runBackup } from "../src/engines/backup.ts";
 import { DEFAULT_CONFIG } from "../src/contract/config.ts";
 import { csvStringifyStream } from "../src/formats/csv.ts";
-import { cursorOut, serverTarget, type Sql } from "../src/database/database.ts";
+import { cursorOut, ReaderSession, serverTarget, type Sql } from "../src/database/database.ts";
 import { silentLogger } from "../src/util/log.ts";
 import { copyCsv, freshDatabase, readCsv, withTempDir } from "./helpers.ts";
 
@@ -59,13 +59,12 @@ async function exportWithCursor(
     const [{ id }] = await coordinator`SELECT pg_export_snapshot() AS id`;
     const chunks: Uint8Array[] = [];
     const csv = cursorOut(
-      serverTarget(url),
+      new ReaderSession(serverTarget(url), new AbortController().signal),
       id,
       table,
       COLUMNS,
       FETCH,
       undefined,
-      new AbortController().signal,
     ).pipeThrough(csvStringifyStream(COLUMNS, () => {}));
     for await (const chunk of csv) {
       chunks.push(chunk);

@@ -5,8 +5,9 @@
  *
  * postgres.js 3.4.9 can hang the statement that follows a `COPY ... TO
  * STDOUT` on the same connection (upstream #499, #1016). So every export runs
- * on a connection of its own that imports the coordinator's exported
- * snapshot, streams one table and is closed at once, never reused.
+ * on a connection of its own ({@link ReaderSession}) that imports the
+ * coordinator's exported snapshot, streams one table and is closed at once,
+ * never reused.
  *
  * @module
  */
@@ -318,66 +319,120 @@ function checkSnapshotId(snapshotId: string): string {
 export const NO_TIMEOUTS =
   "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0";
 
-/** A reader's session in the backup's snapshot; `close` ends it. */
-interface Reader {
-  sql: Sql;
-  close(): Promise<void>;
+/**
+ * Ends a reader's backend from a session of its own. A connection in the
+ * middle of a COPY does not close from this side (postgres.js waits for the
+ * server, the server waits for us to read).
+ */
+async function terminateBackend(target: DatabaseTarget, pid: number): Promise<void> {
+  try {
+    const other = await connect(target);
+    try {
+      await within(
+        other`
+          SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE pid = ${pid} AND application_name = 'pgvector-backup'`.execute(),
+        target.connectTimeoutSeconds,
+        "a query",
+        () => other.end({ timeout: 0 }),
+      );
+    } finally {
+      await other.end({ timeout: 1 });
+    }
+  } catch {
+    // Unreachable database: then its session is ending on its own.
+  }
 }
 
 /**
- * Opens a session that imports the coordinator's exported snapshot, and
- * ends it when `signal` aborts: a backup that failed elsewhere must not
- * leave an export running (and holding its lock) while nobody reads it. A
- * connection in the middle of a COPY does not close from this side
- * (postgres.js waits for the server, the server waits for us to read), so
- * its backend is ended from a session of its own.
+ * One export's session, logged in ahead of the export so that the login
+ * (a connection and SCRAM, tens of milliseconds) runs while the coordinator
+ * takes its locks and snapshot, not on the way to each table's COPY.
+ *
+ * The login also opens the session's REPEATABLE READ transaction with the
+ * backup's timeouts off, so a session that waits for its table while
+ * others export is idle in a transaction that no timeout ends (an idle
+ * session outside one may meet `idle_session_timeout`). That transaction
+ * has no snapshot yet: `join` imports the coordinator's before anything is
+ * read.
+ *
+ * When `signal` aborts, the session ends whatever its state: a login under
+ * way is stopped, an idle session closed, and a joined one (maybe in the
+ * middle of a COPY, holding its lock while nobody reads it) terminated.
+ * `close` ends it too and never throws, so a run may close every session it
+ * started, used or not.
  */
-async function openReader(
-  target: DatabaseTarget,
-  snapshotId: string,
-  signal: AbortSignal,
-): Promise<Reader> {
-  const sql = await connect(target);
-  let pid: number;
-  try {
-    const step = deadline(sql, target);
-    await step(sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute());
-    await step(sql.unsafe(`SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`).execute());
-    await step(sql.unsafe(NO_TIMEOUTS).execute());
-    [{ pid }] = await step(sql`SELECT pg_backend_pid() AS pid`.execute());
-  } catch (error) {
-    await sql.end({ timeout: 0 });
-    throw scrub(error, target.connection);
+export class ReaderSession {
+  readonly #target: DatabaseTarget;
+  readonly #signal: AbortSignal;
+  /** The logged-in session and its backend's pid; a failure is `join`'s to report. */
+  readonly #ready: Promise<{ sql: Sql; pid: number }>;
+  #joined = false;
+
+  /** Starts logging in, within the target's deadlines. */
+  constructor(target: DatabaseTarget, signal: AbortSignal) {
+    this.#target = target;
+    this.#signal = signal;
+    this.#ready = this.#logIn();
+    // Unheard until `join`, which may never come when the run fails first.
+    this.#ready.catch(() => {});
+    signal.addEventListener("abort", this.#stop);
   }
-  const terminate = async () => {
+
+  async #logIn(): Promise<{ sql: Sql; pid: number }> {
+    const sql = await connect(this.#target, this.#signal);
     try {
-      const other = await connect(target);
-      try {
-        await within(
-          other`
-            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-            WHERE pid = ${pid} AND application_name = 'pgvector-backup'`.execute(),
-          target.connectTimeoutSeconds,
-          "a query",
-          () => other.end({ timeout: 0 }),
-        );
-      } finally {
-        await other.end({ timeout: 1 });
-      }
-    } catch {
-      // Unreachable database: then its session is ending on its own.
+      const step = deadline(sql, this.#target);
+      const [{ pid }] = await step(sql`SELECT pg_backend_pid() AS pid`.execute());
+      // No statement here takes a snapshot, so the transaction can still import one.
+      await step(sql.unsafe("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute());
+      await step(sql.unsafe(NO_TIMEOUTS).execute());
+      return { sql, pid };
+    } catch (error) {
+      await sql.end({ timeout: 0 });
+      throw this.#signal.aborted ? this.#signal.reason : scrub(error, this.#target.connection);
     }
-  };
-  signal.addEventListener("abort", terminate);
-  const close = async () => {
-    signal.removeEventListener("abort", terminate);
-    await sql.end({ timeout: 0 });
-  };
-  if (signal.aborted) {
-    await close();
-    signal.throwIfAborted();
   }
-  return { sql, close };
+
+  /**
+   * Waits for the login, then imports the coordinator's exported snapshot;
+   * returns the client, whose next statement reads that snapshot. Fails
+   * with the login's own error when the login failed.
+   */
+  async join(snapshotId: string): Promise<Sql> {
+    const { sql } = await this.#ready;
+    this.#signal.throwIfAborted();
+    try {
+      await deadline(sql, this.#target)(
+        sql.unsafe(`SET TRANSACTION SNAPSHOT '${checkSnapshotId(snapshotId)}'`).execute(),
+      );
+    } catch (error) {
+      await this.close();
+      this.#signal.throwIfAborted();
+      throw scrub(error, this.#target.connection);
+    }
+    // From here a stop must reach the server: the caller's statement follows.
+    this.#joined = true;
+    if (this.#signal.aborted) {
+      await this.close();
+      this.#signal.throwIfAborted();
+    }
+    return sql;
+  }
+
+  /** Ends the session, used or not; after a failed login, nothing is left to end. */
+  async close(): Promise<void> {
+    this.#signal.removeEventListener("abort", this.#stop);
+    const ready = await this.#ready.catch(() => undefined);
+    await ready?.sql.end({ timeout: 0 }).catch(() => {});
+  }
+
+  #stop = () => {
+    this.#ready.then(({ sql, pid }) => {
+      if (this.#joined) return terminateBackend(this.#target, pid);
+      return sql.end({ timeout: 0 });
+    }).catch(() => {});
+  };
 }
 
 /** Only the rows whose `column` is one of `uuids`: a per-collection scope. */
@@ -407,19 +462,18 @@ function whereClause(sql: Sql, filter: RowFilter | undefined) {
  * `(FORMAT binary)`, in the given snapshot (PostgreSQL writes the file
  * itself) and hands each chunk to `onChunk` as it arrives. With a filter it
  * copies `(SELECT * FROM <table> WHERE ...)`, which writes the same columns.
+ * Runs on `reader`, joined to the snapshot first, and closes it.
  */
 export async function copyOut(
-  target: DatabaseTarget,
+  reader: ReaderSession,
   snapshotId: string,
   table: string,
   filter: RowFilter | undefined,
-  signal: AbortSignal,
   onChunk: ChunkHandler,
   format: DataFormat = "csv",
 ): Promise<void> {
-  const reader = await openReader(target, snapshotId, signal);
   try {
-    const sql = reader.sql;
+    const sql = await reader.join(snapshotId);
     const source = filter
       ? sql`(SELECT * FROM ${sql(table)} ${whereClause(sql, filter)})`
       : sql`${sql(table)}`;
@@ -475,21 +529,20 @@ function eachChunk(stream: Readable, onChunk: ChunkHandler): Promise<void> {
 /**
  * Streams a table's rows in batches of `batchSize` through a server-side
  * cursor, each value as PostgreSQL's text output (raw bytes, never parsed),
- * which is what COPY itself writes into the CSV.
+ * which is what COPY itself writes into the CSV. Runs on `reader`, joined
+ * to the snapshot first, and closes it.
  */
 export function cursorOut(
-  target: DatabaseTarget,
+  reader: ReaderSession,
   snapshotId: string,
   table: string,
   columns: readonly string[],
   batchSize: number,
   filter: RowFilter | undefined,
-  signal: AbortSignal,
 ): ReadableStream<TextRow[]> {
   async function* batches(): AsyncGenerator<TextRow[]> {
-    const reader = await openReader(target, snapshotId, signal);
     try {
-      const sql = reader.sql;
+      const sql = await reader.join(snapshotId);
       const cursor = sql`SELECT ${sql(columns as string[])} FROM ${sql(table)} ${
         whereClause(sql, filter)
       }`

@@ -5,8 +5,9 @@
  * transaction, lock the truncate tables against writers before the snapshot
  * is taken, export that snapshot, record the tables' definitions from it
  * (`langchain/schema.ts`), stream each table into a storage file
- * (`backup_export.ts`), commit the set (files, then the manifest, then the
- * storage synced: `storage/set_writer.ts`), and only then truncate and
+ * (`backup_export.ts`) on a session of its own, logged in while the
+ * coordinator did the above, commit the set (files, then the manifest, then
+ * the storage synced: `storage/set_writer.ts`), and only then truncate and
  * commit. Any failure before the commit rolls back and removes the set.
  * The run's vocabulary (options, result, progress) is `backup_types.ts`.
  *
@@ -23,6 +24,7 @@ import {
   deadline,
   EXCLUSIVE_LOCK_SQL,
   NO_TIMEOUTS,
+  ReaderSession,
   type RowFilter,
   type TransactionSql,
 } from "../database/database.ts";
@@ -132,6 +134,8 @@ async function backUpSet(
   let set: SetWriter | undefined;
   // Ends the exports' own connections when the run fails or is stopped.
   const readers = new AbortController();
+  // One per table, in the order of `options.tables`.
+  let sessions: ReaderSession[] = [];
   // A stop request must also end waits inside the database (a lock held by
   // a long writer, a slow query): closing the connection rolls back.
   const stop = () => {
@@ -159,6 +163,11 @@ async function backUpSet(
         true,
       );
     }
+    // Each export's session logs in now, while this one works, instead of
+    // when its table's turn comes: a login costs as much as a small table's
+    // whole export. Not before the lock: a run refused for another backup
+    // must not log in sessions it will never use.
+    sessions = options.tables.map(() => new ReaderSession(options.target, readers.signal));
     const [versions] = await bound(sql`
       SELECT current_database() AS name,
              current_setting('server_version') AS postgres,
@@ -197,16 +206,11 @@ async function backUpSet(
       const form = { format: options.format, compression: options.compression };
       set = await SetWriter.claim(options.storage, options, form, startedAt);
       const entries: ManifestTable[] = [];
-      for (const { table, columns, estimatedRows, fetchRows, filter } of catalog) {
+      for (const [index, described] of catalog.entries()) {
+        const { table, columns } = described;
         const file = await set.createFile(table);
         const tableStarted = performance.now();
-        const rows = await exportTable(options, snapshot.id, readers.signal, {
-          table,
-          columns,
-          estimatedRows,
-          fetchRows,
-          filter,
-        }, file);
+        const rows = await exportTable(options, snapshot.id, sessions[index], described, file);
         const facts = await file.commit();
         entries.push(tableEntry(table, columns, rows, facts));
         result.tables_backed_up[table] = {
@@ -277,6 +281,8 @@ async function backUpSet(
   } finally {
     begun();
     options.signal?.removeEventListener("abort", stop);
+    // Each export closed its own; these are the ones a failure left unused.
+    await Promise.all(sessions.map((session) => session.close()));
     await sql.end({ timeout: 5 });
   }
 }

@@ -8,7 +8,7 @@
  */
 
 import { CsvRecordCounter, csvStringifyStream } from "../formats/csv.ts";
-import { copyOut, cursorOut } from "../database/database.ts";
+import { copyOut, cursorOut, type ReaderSession } from "../database/database.ts";
 import { BackupError } from "../contract/errors.ts";
 import { seconds } from "../util/format.ts";
 import { gzipStream } from "../formats/gzip.ts";
@@ -18,11 +18,14 @@ import type { StorageFile } from "../storage/storage.ts";
 import type { TableCatalog } from "../langchain/catalog.ts";
 import type { BackupOptions, TableProgress } from "./backup_types.ts";
 
-/** Streams one table into its file and returns the number of rows written. */
+/**
+ * Streams one table into its file, on `reader` (a session logged in ahead,
+ * which this closes), and returns the number of rows written.
+ */
 export async function exportTable(
   options: BackupOptions,
   snapshotId: string,
-  readers: AbortSignal,
+  reader: ReaderSession,
   { table, columns, estimatedRows, fetchRows, filter }: TableCatalog,
   file: StorageFile,
 ): Promise<number> {
@@ -39,7 +42,7 @@ export async function exportTable(
   try {
     if (options.format === "binary") {
       const walker = new PgCopyWalker({ columns: columns.length });
-      await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
+      await copyOut(reader, snapshotId, table, filter, (chunk) => {
         options.signal?.throwIfAborted();
         walker.push(chunk);
         meter.update(walker.rows, chunk.length);
@@ -59,7 +62,7 @@ export async function exportTable(
     } else if (options.engine === "copy") {
       const records = new CsvRecordCounter();
       let lastByte = -1;
-      await copyOut(options.target, snapshotId, table, filter, readers, (chunk) => {
+      await copyOut(reader, snapshotId, table, filter, (chunk) => {
         options.signal?.throwIfAborted();
         records.push(chunk);
         if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
@@ -77,7 +80,7 @@ export async function exportTable(
     } else {
       let rows = 0;
       const names = columns.map((column) => column.name);
-      const csv = cursorOut(options.target, snapshotId, table, names, fetchRows, filter, readers)
+      const csv = cursorOut(reader, snapshotId, table, names, fetchRows, filter)
         .pipeThrough(csvStringifyStream(names, (n) => rows += n));
       for await (const chunk of csv) {
         options.signal?.throwIfAborted();
