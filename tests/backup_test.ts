@@ -9,7 +9,14 @@ import type { BackupError } from "../src/contract/errors.ts";
 import { fileTimestamp, formatFileSize } from "../src/util/format.ts";
 import { silentLogger } from "../src/util/log.ts";
 import type { Layout } from "../scripts/fixture.ts";
-import { copyCsv, freshDatabase, readCsv, testClient, withTempDir } from "./helpers.ts";
+import {
+  copyCsv,
+  freshDatabase,
+  readCsv,
+  testClient,
+  type TestDatabase,
+  withTempDir,
+} from "./helpers.ts";
 
 function options(
   url: string,
@@ -259,6 +266,85 @@ Deno.test("a missing table is a DATABASE_ERROR naming it, and leaves no file", a
     await db.drop();
   }
 });
+
+/** The sessions a backup holds in `db`: its coordinator's and its exports'. */
+async function backupSessions(db: TestDatabase): Promise<{ state: string; wait: string | null }[]> {
+  return await db.sql`SELECT state, wait_event_type AS wait FROM pg_stat_activity
+    WHERE datname = ${db.name} AND application_name = 'pgvector-backup'`;
+}
+
+/** Waits up to 5 s for `check` to hold. */
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let tries = 0; tries < 50; tries++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`not within 5 s: ${what}`);
+}
+
+for (const engine of ["copy", "cursor"] as Engine[]) {
+  Deno.test(`${engine} engine: a run stopped or failed before its exports leaves no session logged in`, async () => {
+    const db = await freshDatabase({ layout: "langchain_postgres", rows: 5, dimensions: 4 });
+    const writer = testClient(db.url);
+    let release = () => {};
+    const released = new Promise<void>((resolve) => release = resolve);
+    try {
+      await withTempDir(async (dir) => {
+        // Stopped while it waits for a writer's lock before its snapshot,
+        // with its exports' sessions logged in and unused.
+        let locked = () => {};
+        const lockTaken = new Promise<void>((resolve) => locked = resolve);
+        const holding = writer.begin(async (tx) => {
+          await tx`LOCK TABLE langchain_pg_embedding IN ROW EXCLUSIVE MODE`;
+          locked();
+          await released;
+        });
+        await lockTaken;
+        const stop = new AbortController();
+        const stopped = runBackup(options(db.url, dir, {
+          engine,
+          truncate: true,
+          signal: stop.signal,
+        }));
+        await eventually(async () => {
+          const sessions = await backupSessions(db);
+          return sessions.length === 1 + DEFAULT_CONFIG.tables.length &&
+            sessions.some((s) => s.wait === "Lock");
+        }, "the run waits for the lock with every export's session logged in");
+        stop.abort();
+        await assert.rejects(stopped, (error: BackupError) => {
+          assert.equal(error.type, "SERVICE_UNAVAILABLE");
+          return true;
+        });
+        // The coordinator's backend ends once the writer lets go: a backend
+        // waiting for a lock does not see its client leave.
+        release();
+        await holding;
+        await eventually(
+          async () => (await backupSessions(db)).length === 0,
+          "the stopped run's sessions end",
+        );
+
+        // Failed before any export (a table is missing), its exports'
+        // sessions maybe still logging in.
+        await db.sql`DROP TABLE langchain_pg_embedding`;
+        await assert.rejects(runBackup(options(db.url, dir, { engine })), (error: BackupError) => {
+          assert.equal(error.type, "DATABASE_ERROR");
+          return true;
+        });
+        await eventually(
+          async () => (await backupSessions(db)).length === 0,
+          "the failed run's sessions end",
+        );
+        assert.deepEqual(await listDir(dir), ["vector_backup_log.txt"]);
+      });
+    } finally {
+      release();
+      await writer.end();
+      await db.drop();
+    }
+  });
+}
 
 Deno.test("a second backup of a database that is being backed up gets BACKUP_IN_PROGRESS", async () => {
   const db = await freshDatabase({ layout: "langchain_postgres", rows: 5, dimensions: 4 });
