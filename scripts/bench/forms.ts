@@ -29,6 +29,7 @@ import {
   sha256Of,
   speedVerdict,
   summarizeRows,
+  timeLines,
 } from "./peers.ts";
 import { count, MEMORY_TARGETS, warningLines } from "./report.ts";
 import { psql, round, timed, warningList } from "./runner.ts";
@@ -117,7 +118,12 @@ function runners(bench: Bench, warn: (message: string) => void): Record<Key, Row
         );
       }
       await Deno.remove(join(scratch, "data"), { recursive: true });
-      return { seconds: sample.seconds, rssKiB: sample.rssKiB, bytes };
+      return {
+        seconds: sample.seconds,
+        rssKiB: sample.rssKiB,
+        bytes,
+        tableSeconds: sample.tableSeconds,
+      };
     };
   const isBinary = async (file: string, size: Size, decompress?: string) =>
     (decompress ? await sha256Of(decompress, ["-dc", file]) : await sha256File(file)) ===
@@ -228,6 +234,8 @@ export const formsMeasurement: Measurement<RowSamples & { warnings?: string[] },
       "Size is the file's; a pipeline's peak RSS is that of its largest process.",
       "",
       ...rowTable(summary.rows, "psql csv", bench.sizes[1].rows),
+      "",
+      ...timeLines(summary.rows, { binary: "psql_binary", csv: "psql_csv", target: 3.0 }),
       "",
       ...warningLines(summary.warnings, [
         "The first file of each form of main.ts was psql's output: binary COPY byte for byte,",

@@ -28,6 +28,7 @@ import {
   rowTable,
   speedVerdict,
   summarizeRows,
+  timeLines,
 } from "./peers.ts";
 import { count, MEMORY_TARGETS, warningLines } from "./report.ts";
 import { mainTs, psql, timed, warningList } from "./runner.ts";
@@ -140,6 +141,7 @@ export async function restoreSet(
     rssKiB: run.rssKiB,
     bytes: 0,
     rows: data.tables_restored[TABLE]?.rows_restored ?? 0,
+    tableSeconds: data.tables_restored[TABLE]?.duration,
   };
 }
 
@@ -190,7 +192,12 @@ function runners(
             }`,
         );
       }
-      return { seconds: sample.seconds, rssKiB: sample.rssKiB, bytes: sample.bytes };
+      return {
+        seconds: sample.seconds,
+        rssKiB: sample.rssKiB,
+        bytes: sample.bytes,
+        tableSeconds: sample.tableSeconds,
+      };
     };
   const psqlFrom = (file: string, options: string) => async () => {
     const sample = await timed(
@@ -274,6 +281,8 @@ export const formsRestoreMeasurement: Measurement<
       "file loaded.",
       "",
       ...rowTable(summary.rows, "psql csv", bench.sizes[1].rows),
+      "",
+      ...timeLines(summary.rows, { binary: "psql_binary", csv: "psql_csv", target: 4.0 }),
       "",
       ...warningLines(summary.warnings, [
         "Every load left exactly the table's rows in the target.",

@@ -53,6 +53,12 @@ export function quote(word: string): string {
 /** One timed run of a row: its process, and the bytes it wrote or read. */
 export interface RowSample extends Sample {
   bytes: number;
+  /**
+   * For a row of main.ts: the embedding table's own export or load, as the
+   * run's result reports it, without the process's start, logins, catalog
+   * queries, other tables, commit and exit.
+   */
+  tableSeconds?: number;
 }
 
 /** One row of a comparison, a peer's command or one of main.ts: what the report says of it. */
@@ -83,6 +89,10 @@ export interface RowResult {
   peer?: string;
   ratio_to_peer?: number;
   seconds?: number[];
+  /** Median of the embedding table's own time inside main.ts, for its rows. */
+  table_median_seconds?: number;
+  /** The peer's whole time over that: how the transfer itself compares. */
+  table_ratio_to_peer?: number;
 }
 
 /** Samples of the rows that ran, per size (the main size first). */
@@ -136,6 +146,10 @@ export function summarizeRows(
       const mine = seconds(key)!;
       const peak = (samples: RowSample[]) =>
         round(Math.max(...samples.map((sample) => sample.rssKiB)) / 1024);
+      const tableTimes = big[key].map((sample) => sample.tableSeconds);
+      const table = tableTimes.every((t): t is number => t !== undefined)
+        ? median(tableTimes)
+        : undefined;
       return [
         key,
         {
@@ -149,13 +163,19 @@ export function summarizeRows(
           peer: row.peer,
           ratio_to_peer: ratio(row.peer, mine),
           seconds: big[key].map((sample) => sample.seconds),
+          table_median_seconds: table,
+          table_ratio_to_peer: table === undefined ? undefined : ratio(row.peer, table),
         } satisfies RowResult,
       ];
     }),
   );
 }
 
-/** The rows as a table: time, size, peak at both sizes, ratio to the baseline and to the peer. */
+/**
+ * The rows as a table: time, size, peak at both sizes, ratio to the
+ * baseline and to the peer; for main.ts's rows also the table's own time
+ * inside the process and its ratio to the peer's whole process.
+ */
 export function rowTable(
   results: Record<string, RowResult>,
   baselineName: string,
@@ -172,6 +192,8 @@ export function rowTable(
       `at ${count(smallRows)}`,
       `vs ${baselineName}`,
       "vs peer",
+      "table s",
+      "table vs peer",
       "peer",
     ],
     ...Object.values(results).map((row) =>
@@ -184,11 +206,46 @@ export function rowTable(
           row.peak_rss_mb_small === undefined ? "" : mb(row.peak_rss_mb_small),
           ratio(row.ratio_to_baseline),
           ratio(row.ratio_to_peer),
+          row.table_median_seconds === undefined ? "" : row.table_median_seconds.toFixed(2),
+          ratio(row.table_ratio_to_peer),
           peerLabel(row.peer),
         ]
-        : [row.label, "not available", "", "", "", "", "", ""]
+        : [row.label, "not available", "", "", "", "", "", "", "", ""]
     ),
   ]).map((line) => line.trimEnd());
+}
+
+/**
+ * How the whole runs of main.ts's rows split, and what psql itself reaches
+ * against a target set relative to psql's CSV: the time outside the table
+ * (Deno's start, the logins and catalog queries, commit, exit), and the
+ * ratio of psql's own binary COPY to its CSV in this run, which a tool
+ * moving the same COPY stream can only pass by being faster than psql.
+ */
+export function timeLines(
+  results: Record<string, RowResult>,
+  { binary, csv, target }: { binary: string; csv: string; target: number },
+): string[] {
+  const lines: string[] = [];
+  for (const row of Object.values(results)) {
+    if (!row.available || row.table_median_seconds === undefined) continue;
+    lines.push(
+      `${row.label}: ${row.median_seconds!.toFixed(2)} s in all, of which the table ` +
+        `${row.table_median_seconds.toFixed(2)} s and the rest ` +
+        `${(row.median_seconds! - row.table_median_seconds).toFixed(2)} s.`,
+    );
+  }
+  const [fast, slow] = [results[binary], results[csv]];
+  if (fast.available && slow.available) {
+    const ratio = slow.median_seconds! / fast.median_seconds!;
+    lines.push(
+      `${fast.label} itself was ${ratio.toFixed(2)}x ${slow.label}: a target of ` +
+        `${target.toFixed(1)}x ${slow.label} is ${
+          ratio >= target ? "within" : "beyond"
+        } what the server's binary COPY gave psql in this run.`,
+    );
+  }
+  return lines;
 }
 
 /** A speed target: `row` at least `atLeast` times as fast as `than`. */
