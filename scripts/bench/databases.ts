@@ -7,7 +7,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { connect, serverTarget, type Sql } from "../../src/database/database.ts";
 import { createFixture } from "../fixture.ts";
 import { type Reference, TABLE } from "./measurement.ts";
@@ -83,7 +82,8 @@ export function psqlCopyTo(scratch: string, url: string, file: string): Promise<
  * timed: it also brings the table into the page cache before timed runs.
  */
 export async function reference(scratch: string, url: string): Promise<Reference> {
-  const file = join(scratch, "psql.csv");
+  // A file of its own: the references of two sizes may be asked for at once.
+  const file = await Deno.makeTempFile({ dir: scratch, prefix: "psql-", suffix: ".csv" });
   await psqlCopyTo(scratch, url, file);
   const found = { bytes: (await Deno.stat(file)).size, sha256: await sha256File(file) };
   await Deno.remove(file);

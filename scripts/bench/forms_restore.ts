@@ -11,9 +11,9 @@
  */
 
 import { join, relative } from "node:path";
-import type { RestoreResult } from "../../src/contract/responses.ts";
 import { backup } from "./backup.ts";
-import { psqlCopyTo, withSql } from "./databases.ts";
+import { psqlCopyTo } from "./databases.ts";
+import { createTarget, loadRunner, restoreSet } from "./restore.ts";
 import { type Bench, type Measurement, type Size, TABLE, type Verdict } from "./measurement.ts";
 import {
   availableRunners,
@@ -31,7 +31,7 @@ import {
   timeLines,
 } from "./peers.ts";
 import { count, MEMORY_TARGETS, warningLines } from "./report.ts";
-import { mainTs, psql, timed, warningList } from "./runner.ts";
+import { psql, timed, warningList } from "./runner.ts";
 
 const TARGET_DATABASE = "pgvb_bench_restore_forms";
 
@@ -117,59 +117,6 @@ async function removeInputs(inputs: Inputs): Promise<void> {
   }
 }
 
-/** `main.ts restore --table <embeddings> --truncate-before-restore` of a set. */
-export async function restoreSet(
-  scratch: string,
-  url: string,
-  set: { dataDir?: string; path?: string; stamp: string },
-  args: string[] = [],
-  env?: Record<string, string>,
-): Promise<RowSample & { rows: number }> {
-  const where = set.dataDir === undefined ? [] : ["--path", set.path!, "--data-dir", set.dataDir];
-  const run = await timed(
-    scratch,
-    "main.ts restore",
-    ...mainTs([
-      ...["restore", ...where, "--timestamp", set.stamp, ...args],
-      ...["--table", TABLE, "--truncate-before-restore", "--db", url, "--quiet", "--json"],
-    ]),
-    env,
-  );
-  const { data } = JSON.parse(run.stdout) as { data: RestoreResult };
-  return {
-    seconds: run.seconds,
-    rssKiB: run.rssKiB,
-    bytes: 0,
-    rows: data.tables_restored[TABLE]?.rows_restored ?? 0,
-    tableSeconds: data.tables_restored[TABLE]?.duration,
-  };
-}
-
-/** Empties the target's embedding table, untimed. */
-export async function emptyTarget(url: string): Promise<void> {
-  await withSql(url, async (sql) => {
-    await sql.unsafe(`TRUNCATE ${TABLE}`);
-  });
-}
-
-/** The rows the target's embedding table holds. */
-export async function countRows(url: string): Promise<number> {
-  return await withSql(url, async (sql) => {
-    const [row] = await sql.unsafe(`SELECT count(*)::int AS n FROM ${TABLE}`);
-    return row.n as number;
-  });
-}
-
-/** Creates a target database: the fixture's tables and collections, no embeddings. */
-export async function createTarget(bench: Bench, name: string): Promise<string> {
-  const url = await bench.createDatabase(name, 0);
-  await withSql(url, async (sql) => {
-    // Autovacuum would otherwise visit each freshly loaded table while a later load is timed.
-    await sql.unsafe(`ALTER TABLE ${TABLE} SET (autovacuum_enabled = false)`);
-  });
-  return url;
-}
-
 function runners(
   bench: Bench,
   target: string,
@@ -177,28 +124,8 @@ function runners(
   warn: (message: string) => void,
 ): Record<Key, RowRunner> {
   const { scratch } = bench;
-  /** Empties the target, runs `load`, and checks the rows it left. */
-  const load =
-    (key: Key, fn: () => Promise<RowSample & { rows?: number }>): RowRunner =>
-    async (size, round) => {
-      await emptyTarget(target);
-      const sample = await fn();
-      const found = await countRows(target);
-      if (found !== size.rows || (sample.rows !== undefined && sample.rows !== size.rows)) {
-        warn(
-          `${ROWS[key].label}, ${count(size.rows)} rows, round ${round}: the target holds ` +
-            `${count(found)} rows${
-              sample.rows === undefined ? "" : `, it reported ${sample.rows}`
-            }`,
-        );
-      }
-      return {
-        seconds: sample.seconds,
-        rssKiB: sample.rssKiB,
-        bytes: sample.bytes,
-        tableSeconds: sample.tableSeconds,
-      };
-    };
+  const load = (key: Key, fn: () => Promise<RowSample & { rows?: number }>) =>
+    loadRunner(target, ROWS[key].label, warn, fn);
   const psqlFrom = (file: string, options: string) => async () => {
     const sample = await timed(
       scratch,
@@ -219,10 +146,13 @@ function runners(
   };
 }
 
+/** The binary restore's target against psql's CSV, for its verdict and its report line. */
+const OVER_CSV = 4.0;
+
 function verdicts(summary: FormsRestoreSummary, bench: Bench): Verdict[] {
   const { rows } = summary;
   return [
-    speedVerdict(rows, "binary", "psql_csv", 4.0),
+    speedVerdict(rows, "binary", "psql_csv", OVER_CSV),
     speedVerdict(rows, "binary", "psql_binary", 0.9),
     ...memoryVerdicts(rows, ROWS, MEMORY_TARGETS.peakRssMb, bench.sizes),
   ];
@@ -282,7 +212,7 @@ export const formsRestoreMeasurement: Measurement<
       "",
       ...rowTable(summary.rows, "psql csv", bench.sizes[1].rows),
       "",
-      ...timeLines(summary.rows, { binary: "psql_binary", csv: "psql_csv", target: 4.0 }),
+      ...timeLines(summary.rows, { binary: "psql_binary", csv: "psql_csv", target: OVER_CSV }),
       "",
       ...warningLines(summary.warnings, [
         "Every load left exactly the table's rows in the target.",

@@ -5,7 +5,8 @@
  * table, from the set's one CSV. K rounds alternate psql's `\copy ... from`
  * of that file with `main.ts restore --table langchain_pg_embedding`, each
  * into an embedding table emptied untimed just before, and the rows are
- * counted after each load.
+ * counted after each load. Its target database, its `main.ts restore` and
+ * its row checks serve the other restore measurements too.
  *
  * @module
  */
@@ -29,13 +30,14 @@ import {
   mainTs,
   median,
   MIB,
-  progress,
   psql,
   type Sample,
   timed,
   type ToolResult,
   toolResult,
+  warningList,
 } from "./runner.ts";
+import type { RowRunner, RowSample } from "./peers.ts";
 
 const TARGET_DATABASE = "pgvb_bench_restore_target";
 type Restorer = "psql" | "restore";
@@ -88,13 +90,13 @@ interface RestoreResults {
 }
 
 /**
- * Creates the database restores go into: the fixture's tables with its
+ * Creates a database restores go into: the fixture's tables with its
  * collection rows, whose uuids it derives the same way in every database,
- * and no embeddings. Both tools then load only the embedding table, and its
- * foreign key holds without either loading the collections.
+ * and no embeddings. Every tool then loads only the embedding table, and its
+ * foreign key holds without loading the collections.
  */
-async function createTarget(bench: Bench): Promise<string> {
-  const url = await bench.createDatabase(TARGET_DATABASE, 0);
+export async function createTarget(bench: Bench, name: string): Promise<string> {
+  const url = await bench.createDatabase(name, 0);
   await withSql(url, async (sql) => {
     // Autovacuum would otherwise visit each freshly loaded table, on one of
     // two cores, while a later load is being timed.
@@ -129,18 +131,28 @@ function psqlCopyFrom(scratch: string, url: string, file: string): Promise<Sampl
 }
 
 /**
- * One `main.ts restore` of the set's embedding table, as a user runs it.
- * Its table is already empty, so `--truncate-before-restore` costs next to
- * nothing; it is there because a real restore over data needs it.
+ * One `main.ts restore --table <embeddings> --truncate-before-restore` of a
+ * set, as a user runs it: from `set.path` under `set.dataDir`, or from the
+ * storage that `args` name (`--storage`), with `env` added. The table is
+ * already empty, so `--truncate-before-restore` costs next to nothing; it is
+ * there because a real restore over data needs it.
  */
-async function restore(scratch: string, url: string, set: SetOnDisk): Promise<RestoreSample> {
+export async function restoreSet(
+  scratch: string,
+  url: string,
+  set: { dataDir?: string; path?: string; stamp: string },
+  args: string[] = [],
+  env?: Record<string, string>,
+): Promise<Sample & { rows: number; tableSeconds?: number; restoreSeconds: number }> {
+  const where = set.dataDir === undefined ? [] : ["--path", set.path!, "--data-dir", set.dataDir];
   const run = await timed(
     scratch,
     "main.ts restore",
     ...mainTs([
-      ...["restore", "--path", set.path, "--data-dir", set.dataDir, "--timestamp", set.stamp],
+      ...["restore", ...where, "--timestamp", set.stamp, ...args],
       ...["--table", TABLE, "--truncate-before-restore", "--db", url, "--quiet", "--json"],
     ]),
+    env,
   );
   const { data } = JSON.parse(run.stdout) as { data: RestoreResult };
   const table = data.tables_restored[TABLE];
@@ -148,23 +160,54 @@ async function restore(scratch: string, url: string, set: SetOnDisk): Promise<Re
     seconds: run.seconds,
     rssKiB: run.rssKiB,
     rows: table?.rows_restored ?? 0,
-    tableSeconds: table?.duration ?? Number.NaN,
+    tableSeconds: table?.duration,
     restoreSeconds: data.duration,
   };
 }
 
 /** Empties the target's embedding table, untimed, so that every load starts alike. */
-async function emptyTarget(url: string): Promise<void> {
+export async function emptyTarget(url: string): Promise<void> {
   await withSql(url, async (sql) => {
     await sql.unsafe(`TRUNCATE ${TABLE}`);
   });
 }
 
-async function countRows(url: string): Promise<number> {
+/** The rows the target's embedding table holds. */
+export async function countRows(url: string): Promise<number> {
   return await withSql(url, async (sql) => {
     const [row] = await sql.unsafe(`SELECT count(*)::int AS n FROM ${TABLE}`);
     return row.n as number;
   });
+}
+
+/**
+ * A row that loads into `target`: empties it untimed, runs `load`, and warns
+ * unless the target then holds the size's rows and `load` (when it says)
+ * reported them.
+ */
+export function loadRunner(
+  target: string,
+  label: string,
+  warn: (message: string) => void,
+  load: (size: Size) => Promise<RowSample & { rows?: number }>,
+): RowRunner {
+  return async (size, round) => {
+    await emptyTarget(target);
+    const sample = await load(size);
+    const found = await countRows(target);
+    if (found !== size.rows || (sample.rows !== undefined && sample.rows !== size.rows)) {
+      warn(
+        `${label}, ${count(size.rows)} rows, round ${round}: the target holds ` +
+          `${count(found)} rows${sample.rows === undefined ? "" : `, it reported ${sample.rows}`}`,
+      );
+    }
+    return {
+      seconds: sample.seconds,
+      rssKiB: sample.rssKiB,
+      bytes: sample.bytes,
+      tableSeconds: sample.tableSeconds,
+    };
+  };
 }
 
 /**
@@ -179,7 +222,7 @@ async function measureSize(
 ): Promise<RestoreSizeResult> {
   const { scratch } = bench;
   const set = await makeSet(scratch, url, rows);
-  const warnings: string[] = [];
+  const { warnings, warn } = warningList();
   const check = async (tool: Restorer, round: number, reported?: number) => {
     const found = await countRows(targetUrl);
     const problems = [
@@ -187,10 +230,7 @@ async function measureSize(
       ...(reported === undefined || reported === rows ? [] : [`it reported ${count(reported)}`]),
     ];
     if (problems.length > 0) {
-      const message = `restore of ${count(rows)} rows, ${tool} round ${round}: ` +
-        problems.join(", ");
-      warnings.push(message);
-      progress(`warning: ${message}`);
+      warn(`restore of ${count(rows)} rows, ${tool} round ${round}: ${problems.join(", ")}`);
     }
   };
   const samples = await alternate(`restore of ${count(rows)} rows`, bench.options.runs, {
@@ -202,7 +242,8 @@ async function measureSize(
     },
     restore: async (round) => {
       await emptyTarget(targetUrl);
-      const sample = await restore(scratch, targetUrl, set);
+      const run = await restoreSet(scratch, targetUrl, set);
+      const sample = { ...run, tableSeconds: run.tableSeconds ?? Number.NaN };
       await check("restore", round, sample.rows);
       return sample;
     },
@@ -240,7 +281,7 @@ export const restoreMeasurement: Measurement<RestoreSizeResult[], RestoreResults
   name: "restore",
 
   async measure(bench) {
-    const targetUrl = await createTarget(bench);
+    const targetUrl = await createTarget(bench, TARGET_DATABASE);
     const results: RestoreSizeResult[] = [];
     for (const size of bench.sizes) results.push(await measureSize(bench, size, targetUrl));
     // The target's copy of the main table is no longer needed.

@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { type Gateway, type S3Target, s3TargetFromEnv, startGateway } from "../ceph.ts";
 import { backup } from "./backup.ts";
-import { countRows, createTarget, emptyTarget, restoreSet } from "./forms_restore.ts";
+import { createTarget, loadRunner, restoreSet } from "./restore.ts";
 import { type Bench, type Measurement, type Size, TABLE, type Verdict } from "./measurement.ts";
 import {
   availableRunners,
@@ -263,20 +263,8 @@ function restoreRunners(
   warn: (message: string) => void,
 ): Record<RestoreKey, RowRunner> {
   const { scratch } = bench;
-  const load =
-    (key: RestoreKey, fn: (size: Size) => Promise<RowSample & { rows?: number }>) =>
-    async (size: Size, round: number): Promise<RowSample> => {
-      await emptyTarget(target);
-      const sample = await fn(size);
-      const found = await countRows(target);
-      if (found !== size.rows) {
-        warn(
-          `${RESTORE_ROWS[key].label}, ${count(size.rows)} rows, round ${round}: ` +
-            `the target holds ${count(found)} rows`,
-        );
-      }
-      return { seconds: sample.seconds, rssKiB: sample.rssKiB, bytes: sample.bytes };
-    };
+  const load = (key: RestoreKey, fn: (size: Size) => Promise<RowSample & { rows?: number }>) =>
+    loadRunner(target, RESTORE_ROWS[key].label, warn, fn);
   const ours = (key: "s3" | "s3_binary") =>
     load(key, async (size) => {
       const set = uploaded.get(size.rows)!.sets[key]!;
