@@ -84,16 +84,28 @@ export function zstdSink(output: ByteWrite): ZstdSink {
     return output(frame);
   };
 
+  /** Copies `chunk` in, storing each frame it completes before going on. */
+  const fill = async (chunk: Uint8Array): Promise<void> => {
+    let at = 0;
+    while (at < chunk.length) {
+      const take = Math.min(chunk.length - at, ZSTD_FRAME_INPUT - filled);
+      buffer.set(chunk.subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+      if (filled === ZSTD_FRAME_INPUT) await flush();
+    }
+  };
+
   return {
-    async write(chunk) {
-      let at = 0;
-      while (at < chunk.length) {
-        const take = Math.min(chunk.length - at, ZSTD_FRAME_INPUT - filled);
-        buffer.set(chunk.subarray(at, at + take), filled);
-        filled += take;
-        at += take;
-        if (filled === ZSTD_FRAME_INPUT) await flush();
+    // Most chunks (a COPY row each) fit in the frame being gathered: those
+    // return nothing, so the producer does not pause on every row.
+    write(chunk) {
+      if (filled + chunk.length < ZSTD_FRAME_INPUT) {
+        buffer.set(chunk, filled);
+        filled += chunk.length;
+        return;
       }
+      return fill(chunk);
     },
     async close() {
       // An empty input still gets its one (empty) frame: a file of no frames is not zstd.
