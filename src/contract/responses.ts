@@ -16,6 +16,7 @@ import { MESSAGES } from "./envelope.ts";
 import { BackupError, type ErrorType } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, stampPattern } from "../util/format.ts";
 import { ENGINES } from "./config.ts";
+import { FORM_SUFFIX_SOURCE } from "../formats/file_form.ts";
 
 /** The `response` sentence of each success, written once for the doors and the document. */
 export const SUCCESS = {
@@ -97,7 +98,7 @@ export const TableBackup = z.object({
   success: z.literal(true),
   row_count: count(),
   file_size: FileSize,
-  backup_file: z.string().regex(/\.(csv|pgcopy)(\.gz|\.zst)?$/).meta({
+  backup_file: z.string().regex(new RegExp(`${FORM_SUFFIX_SOURCE}$`)).meta({
     description: "`<table>_<stamp>.csv`, or `.pgcopy` for the binary format; `.gz` or `.zst` " +
       "appended when compressed. In `backup_directory`.",
   }),
