@@ -16,7 +16,8 @@
 
 import { appendBackupLog } from "./backup_log.ts";
 import { exportTable } from "./backup_export.ts";
-import type { BackupOptions } from "./backup_types.ts";
+import type { BackupOptions, Engine } from "./backup_types.ts";
+import type { DataFormat } from "../formats/file_form.ts";
 import type { BackupResult, TableTruncate } from "../contract/responses.ts";
 import {
   connect,
@@ -43,9 +44,18 @@ import type { FileFacts } from "../storage/storage.ts";
 
 export type { BackupOptions, Engine, TableProgress } from "./backup_types.ts";
 
-/** Why `format: "binary"` is refused with the cursor engine, in words a person can act on. */
-export const BINARY_NEEDS_COPY =
-  'The binary format is written by the copy engine only; the cursor engine writes CSV. Use engine "copy" (--engine copy, config "engine": "copy") or format "csv".';
+/**
+ * Refuses a format the engine cannot write: the cursor engine writes CSV
+ * only. The HTTP door asks before its 202, the run itself again.
+ */
+export function refuseUnwritableFormat(format: DataFormat, engine: Engine): void {
+  if (format === "binary" && engine !== "copy") {
+    throw new BackupError(
+      "INVALID_PARAMS",
+      'The binary format is written by the copy engine only; the cursor engine writes CSV. Use engine "copy" (--engine copy, config "engine": "copy") or format "csv".',
+    );
+  }
+}
 
 /**
  * Runs one backup (and truncate, when asked) and returns the API's
@@ -74,9 +84,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupResult> {
     result.duration = seconds(started);
     return result;
   }
-  if (options.format === "binary" && options.engine !== "copy") {
-    throw new BackupError("INVALID_PARAMS", BINARY_NEEDS_COPY);
-  }
+  refuseUnwritableFormat(options.format, options.engine);
   for (const table of options.truncateTables) {
     if (!options.tables.includes(table)) {
       throw new BackupError(

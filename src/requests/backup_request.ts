@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BINARY_NEEDS_COPY, runBackup, type TableProgress } from "../engines/backup.ts";
+import { refuseUnwritableFormat, runBackup, type TableProgress } from "../engines/backup.ts";
 import type { BackupResult } from "../contract/responses.ts";
 import { type Config, setNaming } from "../contract/config.ts";
 import { BackupError } from "../contract/errors.ts";
@@ -108,9 +108,7 @@ export async function prepareBackup(
   request: BackupRequest,
   config: Config,
 ): Promise<PreparedBackup> {
-  if ((request.format ?? config.format) === "binary" && config.engine !== "copy") {
-    throw new BackupError("INVALID_PARAMS", BINARY_NEEDS_COPY);
-  }
+  refuseUnwritableFormat(request.format ?? config.format, config.engine);
   const connection = databaseConnection(request, config);
   const storage = await storageForBackup(config, request.taskId);
   return { request, config, connection, storage };
