@@ -17,7 +17,7 @@ import {
 } from "../../contract/requests.ts";
 import { field } from "../../contract/schema.ts";
 import { type BackupResult, SUCCESS } from "../../contract/responses.ts";
-import { type ConfigOverrides, loadConfig, setNaming } from "../../contract/config.ts";
+import { loadConfig, setNaming } from "../../contract/config.ts";
 import { errorEnvelope, successEnvelope } from "../../contract/envelope.ts";
 import { runCheck } from "../../engines/check.ts";
 import { BackupError, classifyError } from "../../contract/errors.ts";
@@ -27,13 +27,14 @@ import { deleteBackupSet, listBackups } from "../../requests/sets_request.ts";
 import { jsonLogger, type Logger, redact } from "../../util/log.ts";
 import { type ProgressOutput, progressReporter } from "./progress.ts";
 import { executeRestore } from "../../requests/restore_request.ts";
-import type {
-  BackupFlags,
-  CheckFlags,
-  DeleteFlags,
-  ListFlags,
-  RestoreFlags,
-  VerifyFlags,
+import {
+  type BackupFlags,
+  type CheckFlags,
+  type DeleteFlags,
+  type ListFlags,
+  type RestoreFlags,
+  storageOverrides,
+  type VerifyFlags,
 } from "./commands.ts";
 
 export type { BackupFlags, CheckFlags, DeleteFlags, ListFlags, RestoreFlags, VerifyFlags };
@@ -425,17 +426,6 @@ export async function checkCommand(flags: CheckFlags, io: CommandIo = processIo)
   } catch (error) {
     return reportFailure(error, "checking", flags.json, io);
   }
-}
-
-/** The storage flags every command that touches sets has, as config overrides. */
-export function storageOverrides(
-  flags: { storage?: string; s3Endpoint?: string; s3PathStyle: boolean },
-): ConfigOverrides {
-  return {
-    storage: flags.storage,
-    s3Endpoint: flags.s3Endpoint,
-    s3PathStyle: flags.s3PathStyle || undefined,
-  };
 }
 
 /** Prints a failure (as the envelope with --json) and returns its exit code. */

@@ -12,6 +12,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { BackupError } from "../../contract/errors.ts";
+import type { ConfigOverrides } from "../../contract/config.ts";
 
 /** A text option; `multiple` ones may repeat and give a list. */
 interface TextOption {
@@ -122,6 +123,17 @@ const STORAGE_OPTIONS = {
     help: "address the bucket as URL/BUCKET (the default when an endpoint is given)",
   },
 } as const;
+/** The {@linkcode STORAGE_OPTIONS} a command was given, as config overrides. */
+export function storageOverrides(
+  flags: { storage?: string; s3Endpoint?: string; s3PathStyle: boolean },
+): ConfigOverrides {
+  return {
+    storage: flags.storage,
+    s3Endpoint: flags.s3Endpoint,
+    s3PathStyle: flags.s3PathStyle || undefined,
+  };
+}
+
 const JSON_ENVELOPE = { type: "boolean", help: "print the HTTP envelope on stdout" } as const;
 const JSON_RESULT = { type: "boolean", help: "print the result as an envelope" } as const;
 

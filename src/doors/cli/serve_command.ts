@@ -9,9 +9,8 @@ import { loadConfig } from "../../contract/config.ts";
 import { BackupError } from "../../contract/errors.ts";
 import { jsonLogger } from "../../util/log.ts";
 import { serve } from "../http/server.ts";
-import { storageOverrides } from "./cli.ts";
 import { checkStorageSettings } from "../../storage/open.ts";
-import type { ServeFlags } from "./commands.ts";
+import { type ServeFlags, storageOverrides } from "./commands.ts";
 
 /** Serves until stopped; returns the exit code. */
 export async function serveCommand(flags: ServeFlags): Promise<number> {
