@@ -15,12 +15,7 @@ import { BackupError } from "./errors.ts";
 import { DEFAULT_TIMESTAMP_FORMAT, validateTimestampFormat } from "../util/format.ts";
 import { isPlainObject } from "./schema.ts";
 import { parseS3Url } from "../storage/s3/s3_location.ts";
-import {
-  chooseCompression,
-  COMPRESSIONS,
-  DATA_FORMATS,
-  FormConflict,
-} from "../formats/file_form.ts";
+import { chooseCompression, COMPRESSIONS, DATA_FORMATS } from "../formats/file_form.ts";
 
 /** How tables are exported: `COPY` or a server-side cursor. */
 export const ENGINES = ["copy", "cursor"] as const;
@@ -293,18 +288,14 @@ export function buildConfig(fileJson: unknown, overrides: ConfigOverrides = {}):
       given[entry.key] = flagName;
     }
   }
-  try {
-    config.compression = chooseCompression(
-      given.gzip === undefined ? undefined : config.gzip as boolean,
-      given.compression === undefined ? undefined : config.compression as Config["compression"],
-      { gzip: `${given.gzip}`, compression: `${given.compression}` },
-    ) ?? config.compression;
-  } catch (error) {
-    if (error instanceof FormConflict) {
-      throw new BackupError("INVALID_PARAMS", `Config settings ${error.message}`);
-    }
-    throw error;
-  }
+  config.compression = chooseCompression(
+    given.gzip === undefined ? undefined : config.gzip as boolean,
+    given.compression === undefined ? undefined : config.compression as Config["compression"],
+    { gzip: `${given.gzip}`, compression: `${given.compression}` },
+    (sentence) => {
+      throw new BackupError("INVALID_PARAMS", `Config settings ${sentence}`);
+    },
+  ) ?? config.compression;
   return config as Config;
 }
 

@@ -30,7 +30,6 @@ import {
   COMPRESSIONS,
   DATA_FORMATS,
   type DataFormat,
-  FormConflict,
 } from "../formats/file_form.ts";
 
 // ---------------------------------------------------------------------------
@@ -231,17 +230,12 @@ export function checkBackup<C>(
   const backup = field(shape.backup_vector_tables, input.backup);
   const collections = field(shape.collection_names, input.collections);
   const format = field(shape.format, input.format);
-  let compression: Compression | undefined;
-  try {
-    compression = chooseCompression(
-      field(shape.gzip, input.gzip),
-      field(shape.compression, input.compression),
-      { gzip: "gzip", compression: "compression" },
-    );
-  } catch (error) {
-    if (error instanceof FormConflict) invalid(error.message);
-    throw error;
-  }
+  const compression = chooseCompression(
+    field(shape.gzip, input.gzip),
+    field(shape.compression, input.compression),
+    { gzip: "gzip", compression: "compression" },
+    invalid,
+  );
   return {
     taskId,
     dbConnection,

@@ -50,23 +50,22 @@ export function formOfSuffix(format: string, compression: string | undefined): F
 /**
  * The compression a request or config asks for, from `compression` and its
  * older alias `gzip`; undefined when neither is given. `names` are how the
- * two are spelled where they came from, for the sentence of a conflict.
+ * two are spelled where they came from, and `refuse` throws the caller's
+ * error with the sentence of a conflict.
  */
 export function chooseCompression(
   gzip: boolean | undefined,
   compression: Compression | undefined,
   names: { gzip: string; compression: string },
+  refuse: (sentence: string) => never,
 ): Compression | undefined {
   if (gzip === undefined) return compression;
   // `gzip: false` only says "not gzip": it leaves zstd free.
   if (compression === undefined) return gzip ? "gzip" : "none";
   if (gzip !== (compression === "gzip")) {
-    throw new FormConflict(
+    refuse(
       `${names.gzip} ${gzip} and ${names.compression} "${compression}" disagree: ${names.gzip} true is the older spelling of ${names.compression} "gzip"; give only ${names.compression}.`,
     );
   }
   return compression;
 }
-
-/** Two settings that ask for different forms. */
-export class FormConflict extends Error {}
