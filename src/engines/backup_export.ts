@@ -15,6 +15,7 @@ import { gzipStream } from "../formats/gzip.ts";
 import { PgCopyFormatError, PgCopyWalker } from "../formats/pgcopy.ts";
 import { zstdSink } from "../formats/zstd.ts";
 import type { StorageFile } from "../storage/storage.ts";
+import type { DataFormat } from "../formats/file_form.ts";
 import type { TableCatalog } from "../langchain/catalog.ts";
 import type { BackupOptions, TableProgress } from "./backup_types.ts";
 
@@ -40,43 +41,14 @@ export async function exportTable(
   // of an export's CPU time. The cursor engine's batches are large enough
   // for streams.
   try {
-    if (options.format === "binary") {
-      const walker = new PgCopyWalker({ columns: columns.length });
+    if (options.engine === "copy") {
+      const counter = copyCounter(options.format, table, columns.length);
       await copyOut(reader, snapshotId, table, filter, (chunk) => {
         options.signal?.throwIfAborted();
-        walker.push(chunk);
-        meter.update(walker.rows, chunk.length);
+        meter.update(counter.push(chunk), chunk.length);
         return sink.write(chunk);
-      }, "binary");
-      try {
-        meter.update(walker.end(), 0);
-      } catch (error) {
-        if (!(error instanceof PgCopyFormatError)) throw error;
-        // A stream cut short must never pass for a complete export.
-        throw new BackupError(
-          "SERVICE_UNAVAILABLE",
-          `The export of ${table} ended before its end-of-data marker; the connection was lost. Retry the backup.`,
-          true,
-        );
-      }
-    } else if (options.engine === "copy") {
-      const records = new CsvRecordCounter();
-      let lastByte = -1;
-      await copyOut(reader, snapshotId, table, filter, (chunk) => {
-        options.signal?.throwIfAborted();
-        records.push(chunk);
-        if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
-        meter.update(Math.max(0, records.records - 1), chunk.length);
-        return sink.write(chunk);
-      });
-      // A stream cut short mid-row must never pass for a complete export.
-      if (records.records === 0 || lastByte !== 0x0a) {
-        throw new BackupError(
-          "SERVICE_UNAVAILABLE",
-          `The export of ${table} ended in the middle of a row; the connection was lost. Retry the backup.`,
-          true,
-        );
-      }
+      }, options.format);
+      meter.update(counter.end(), 0);
     } else {
       let rows = 0;
       const names = columns.map((column) => column.name);
@@ -96,6 +68,59 @@ export async function exportTable(
   }
   meter.finish();
   return meter.rows;
+}
+
+/** Counts a COPY stream's rows as it passes, and tells a whole stream from a cut one. */
+interface CopyCounter {
+  /** Takes the next chunk; returns the rows seen so far. */
+  push(chunk: Uint8Array): number;
+  /** The exact row count; a `SERVICE_UNAVAILABLE` when the stream stopped short. */
+  end(): number;
+}
+
+/**
+ * Binary rows are counted by walking the tuples, and the stream is whole
+ * only with its end-of-data marker; CSV rows are records after the header,
+ * and the stream is whole only when its last byte ends a record.
+ */
+function copyCounter(format: DataFormat, table: string, columns: number): CopyCounter {
+  // A stream cut short must never pass for a complete export.
+  const cut = (where: string) =>
+    new BackupError(
+      "SERVICE_UNAVAILABLE",
+      `The export of ${table} ended ${where}; the connection was lost. Retry the backup.`,
+      true,
+    );
+  if (format === "binary") {
+    const walker = new PgCopyWalker({ columns });
+    return {
+      push(chunk) {
+        walker.push(chunk);
+        return walker.rows;
+      },
+      end() {
+        try {
+          return walker.end();
+        } catch (error) {
+          if (error instanceof PgCopyFormatError) throw cut("before its end-of-data marker");
+          throw error;
+        }
+      },
+    };
+  }
+  const records = new CsvRecordCounter();
+  let lastByte = -1;
+  return {
+    push(chunk) {
+      records.push(chunk);
+      if (chunk.length > 0) lastByte = chunk[chunk.length - 1];
+      return Math.max(0, records.records - 1);
+    },
+    end() {
+      if (records.records === 0 || lastByte !== 0x0a) throw cut("in the middle of a row");
+      return records.records - 1;
+    },
+  };
 }
 
 /** Where a table's bytes go: its file, or gzip or zstd on the way to it. */
