@@ -18,7 +18,7 @@ import {
   tableKeys,
   withTempDir,
 } from "./helpers.ts";
-import { awsEnv, freshPrefix, keysUnder, openUploadKeys } from "./s3_support.ts";
+import { awsEnv, freshPrefix, keysUnder, openUploadKeys, uploadsSoon } from "./s3_support.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -215,14 +215,10 @@ Deno.test("s3 leftovers: an unfinished set is listed incomplete, refused by rest
       const file = await storage.create(`langchain_pg_collection_${stamp}.csv`);
       for (let i = 0; i < 17; i++) await file.write(new Uint8Array(1024 * 1024).fill(65));
       const base = `${place.prefix}vector_bak/`;
-      for (
-        let i = 0;
-        i < 100 && (await openUploadKeys(place.client, place.bucket, base)).length === 0;
-        i++
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.equal((await openUploadKeys(place.client, place.bucket, base)).length, 1);
+      assert.deepEqual(
+        await uploadsSoon(place.client, place.bucket, base),
+        [`${base}langchain_pg_collection_${stamp}.csv`],
+      );
 
       const list = await cli(["list", "--storage", place.url, "--json"], env, dataDir);
       const set = list.json.data.backup_sets.find((s: Json) => s.timestamp === stamp);

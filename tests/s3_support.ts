@@ -108,6 +108,20 @@ export async function openUploadKeys(
   return (page.Uploads ?? []).map((upload) => upload.Key!);
 }
 
+/** The open uploads under a prefix once there are any (the first part starts one, soon after it is full), or none after 10 s. */
+export async function uploadsSoon(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const keys = await openUploadKeys(client, bucket, prefix);
+    if (keys.length > 0) return keys;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return [];
+}
+
 async function emptyPrefix(client: S3Client, bucket: string, prefix: string): Promise<void> {
   for (const key of (await keysUnder(client, bucket, prefix)).keys()) {
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
