@@ -29,7 +29,6 @@ import {
 } from "./support.ts";
 import {
   assertManifestsWhole,
-  bucketState,
   cleanLeftovers,
   type FaultBucket,
   isComplete,
@@ -43,6 +42,7 @@ import {
   type TaskListing,
   withFaultBucket,
 } from "./s3_support.ts";
+import { bucketState } from "../s3_support.ts";
 
 // Enough rows for an embedding object of several parts (about 25 MB of CSV).
 const ROWS = 20_000;

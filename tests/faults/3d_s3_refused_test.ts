@@ -26,9 +26,7 @@ import {
 } from "./support.ts";
 import {
   assertManifestWhole,
-  bucketState,
   cleanLeftovers,
-  getObject,
   isLogKey,
   isManifestName,
   isUploadPart,
@@ -37,10 +35,10 @@ import {
   manifestKeys,
   nameOf,
   runBounded,
-  s3Env,
   storageArgs,
   withFaultBucket,
 } from "./s3_support.ts";
+import { bucketState, getObject, s3Env } from "../s3_support.ts";
 
 const ROWS = 12_000;
 const DIMENSIONS = 128;
