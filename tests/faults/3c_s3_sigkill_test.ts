@@ -21,6 +21,7 @@ import {
   EMBEDDING,
   rememberSecret,
   rowCount,
+  runBounded,
   sessionsGone,
   sha256,
   snapshotTables,
@@ -38,7 +39,6 @@ import {
   isWrite,
   listTask,
   nameOf,
-  runBounded,
   type TaskListing,
   withFaultBucket,
 } from "./s3_support.ts";

@@ -21,7 +21,7 @@ import { type S3Target, withS3 } from "../../scripts/ceph.ts";
 import { s3Client } from "../s3_client.ts";
 import { type BucketState, bucketState, emptyPrefix, getObject, s3Env } from "../s3_support.ts";
 import { type S3Proxy, type SeenRequest, startS3Proxy } from "../s3_proxy.ts";
-import { collect, type Exit, rememberSecret, spawnMain } from "./support.ts";
+import { rememberSecret, runBounded } from "./support.ts";
 
 /** A bucket for one test, reached directly (`client`) and through a proxy (`proxy`). */
 export interface FaultBucket {
@@ -219,23 +219,4 @@ export async function cleanLeftovers(
     ], fb.env);
     assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
   }
-}
-
-/**
- * Runs `main.ts` to its end, or SIGKILLs it after `timeoutMs` (then
- * `signal` is SIGKILL: a run that never answers is a failure of its own),
- * and collects what it printed.
- */
-export async function runBounded(
-  source: string,
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 120_000,
-): Promise<Exit> {
-  const child = spawnMain(args, env);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const exit = await child.exit.finally(() => clearTimeout(timer));
-  await collect(`${source} stdout`, exit.stdout);
-  await collect(`${source} stderr`, exit.stderr);
-  return exit;
 }

@@ -215,6 +215,25 @@ export async function runMainCollected(
   return result;
 }
 
+/**
+ * Runs `main.ts` to its end, or SIGKILLs it after `timeoutMs` (then
+ * `signal` is SIGKILL: a run that never answers is a failure of its own),
+ * and collects what it printed.
+ */
+export async function runBounded(
+  source: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 120_000,
+): Promise<Exit> {
+  const child = spawnMain(args, env);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const exit = await child.exit.finally(() => clearTimeout(timer));
+  await collect(`${source} stdout`, exit.stdout);
+  await collect(`${source} stderr`, exit.stderr);
+  return exit;
+}
+
 /** The `.tmp` files `main.ts list --json` reports as leftovers, as `task/file` paths. */
 export async function listedLeftovers(dataDir: string): Promise<string[]> {
   const listed = await runMainCollected("list", ["list", "--json", "--data-dir", dataDir]);
