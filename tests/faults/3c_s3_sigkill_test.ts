@@ -13,7 +13,7 @@
  */
 
 import assert from "node:assert/strict";
-import { copyCsv, freshDatabase, type TestDatabase } from "../helpers.ts";
+import { copyCsv, freshDatabase, sessionsGone, type TestDatabase } from "../helpers.ts";
 import type { SeenRequest } from "../s3_proxy.ts";
 import {
   collect,
@@ -22,7 +22,6 @@ import {
   rememberSecret,
   rowCount,
   runBounded,
-  sessionsGone,
   sha256,
   snapshotTables,
   spawnMain,

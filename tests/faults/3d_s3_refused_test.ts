@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
-import { freshDatabase, type TestDatabase } from "../helpers.ts";
+import { freshDatabase, sessionsGone, type TestDatabase } from "../helpers.ts";
 import type { SeenRequest } from "../s3_proxy.ts";
 import {
   COLLECTION,
@@ -19,7 +19,6 @@ import {
   rememberSecret,
   rowCount,
   runBounded,
-  sessionsGone,
   snapshotTables,
   Tally,
 } from "./support.ts";

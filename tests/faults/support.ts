@@ -405,29 +405,6 @@ export async function rowCount(sql: Sql, table: string): Promise<number> {
   return n;
 }
 
-/**
- * Waits until no session of pgvector-backup is left in a database. After a
- * client dies its server processes notice and exit a moment later; until
- * then a COMMIT already sent may still land and the backup lock is held.
- */
-export async function sessionsGone(sql: Sql, database: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [{ n }] = await sql`SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
-    if (n === 0) return;
-    if (Date.now() > deadline) {
-      const open = await sql`SELECT pid, state, wait_event, left(query, 80) AS query
-        FROM pg_stat_activity
-        WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
-      throw new Error(
-        `${n} pgvector-backup session(s) still open after ${timeoutMs} ms: ${JSON.stringify(open)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** A database password nobody could guess, for roles made by a test. */
 export function newPassword(): string {
   return `pw_${crypto.randomUUID().replaceAll("-", "")}`;
