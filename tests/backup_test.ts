@@ -13,8 +13,10 @@ import {
   copyCsv,
   freshDatabase,
   readCsv,
+  sessionsGone,
   testClient,
   type TestDatabase,
+  until,
   withTempDir,
 } from "./helpers.ts";
 
@@ -273,15 +275,6 @@ async function backupSessions(db: TestDatabase): Promise<{ state: string; wait: 
     WHERE datname = ${db.name} AND application_name = 'pgvector-backup'`;
 }
 
-/** Waits up to 5 s for `check` to hold. */
-async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let tries = 0; tries < 50; tries++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`not within 5 s: ${what}`);
-}
-
 for (const engine of ["copy", "cursor"] as Engine[]) {
   Deno.test(`${engine} engine: a run stopped or failed before its exports leaves no session logged in`, async () => {
     const db = await freshDatabase({ layout: "langchain_postgres", rows: 5, dimensions: 4 });
@@ -306,11 +299,15 @@ for (const engine of ["copy", "cursor"] as Engine[]) {
           truncate: true,
           signal: stop.signal,
         }));
-        await eventually(async () => {
-          const sessions = await backupSessions(db);
-          return sessions.length === 1 + DEFAULT_CONFIG.tables.length &&
-            sessions.some((s) => s.wait === "Lock");
-        }, "the run waits for the lock with every export's session logged in");
+        await until(
+          "the run to wait for the lock with every export's session logged in",
+          async () => {
+            const sessions = await backupSessions(db);
+            return sessions.length === 1 + DEFAULT_CONFIG.tables.length &&
+              sessions.some((s) => s.wait === "Lock");
+          },
+          5_000,
+        );
         stop.abort();
         await assert.rejects(stopped, (error: BackupError) => {
           assert.equal(error.type, "SERVICE_UNAVAILABLE");
@@ -320,10 +317,7 @@ for (const engine of ["copy", "cursor"] as Engine[]) {
         // waiting for a lock does not see its client leave.
         release();
         await holding;
-        await eventually(
-          async () => (await backupSessions(db)).length === 0,
-          "the stopped run's sessions end",
-        );
+        await sessionsGone(db.sql, db.name, 5_000); // the stopped run's sessions end
 
         // Failed before any export (a table is missing), its exports'
         // sessions maybe still logging in.
@@ -332,10 +326,7 @@ for (const engine of ["copy", "cursor"] as Engine[]) {
           assert.equal(error.type, "DATABASE_ERROR");
           return true;
         });
-        await eventually(
-          async () => (await backupSessions(db)).length === 0,
-          "the failed run's sessions end",
-        );
+        await sessionsGone(db.sql, db.name, 5_000); // the failed run's sessions end
         assert.deepEqual(await listDir(dir), ["vector_backup_log.txt"]);
       });
     } finally {

@@ -161,6 +161,42 @@ export async function readCsv(path: string): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
+/** Waits up to `timeoutMs` for `test` to hold, checking every 100 ms; fails naming `what`. */
+export async function until(
+  what: string,
+  test: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await test())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Waits until no session of pgvector-backup is left in a database. After a
+ * client dies its server processes notice and exit a moment later; until
+ * then a COMMIT already sent may still land and the backup lock is held.
+ */
+export async function sessionsGone(sql: Sql, database: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [{ n }] = await sql`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
+    if (n === 0) return;
+    if (Date.now() > deadline) {
+      const open = await sql`SELECT pid, state, wait_event, left(query, 80) AS query
+        FROM pg_stat_activity
+        WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
+      throw new Error(
+        `${n} pgvector-backup session(s) still open after ${timeoutMs} ms: ${JSON.stringify(open)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 export {
   APP_FLAGS,
   mainCommand,

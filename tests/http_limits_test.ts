@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freshDatabase, startServer, testClient, withTempDir } from "./helpers.ts";
+import { freshDatabase, startServer, testClient, until, withTempDir } from "./helpers.ts";
 
 const API = "/api/v0/data_pipeline/vector";
 
@@ -74,14 +74,6 @@ function silentDatabase(): { port: number; open(): number; close(): void } {
       for (const conn of conns) conn.close();
     },
   };
-}
-
-async function until(what: string, test: () => boolean | Promise<boolean>, timeoutMs: number) {
-  const end = Date.now() + timeoutMs;
-  while (!(await test())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 Deno.test("jobs queue behind a concurrency limit, the queue is capped, each ends by its deadline", async () => {

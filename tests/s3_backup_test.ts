@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { gunzipSync } from "node:zlib";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { buildConfig } from "../src/contract/config.ts";
 import { storageForBackup } from "../src/storage/open.ts";
 import {
@@ -18,7 +19,14 @@ import {
   tableKeys,
   withTempDir,
 } from "./helpers.ts";
-import { awsEnv, freshPrefix, keysUnder, openUploadKeys } from "./s3_support.ts";
+import {
+  awsEnv,
+  freshPrefix,
+  getObject,
+  keysUnder,
+  openUploadKeys,
+  uploadsSoon,
+} from "./s3_support.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -33,13 +41,6 @@ async function cli(args: string[], env: Record<string, string>, dataDir: string)
   assert.ok(!result.stdout.includes(secret) && !result.stderr.includes(secret), "secret printed");
   const json = args.includes("--json") ? JSON.parse(result.stdout) as Json : undefined;
   return { ...result, json };
-}
-
-async function objectBytes(place: { client: Json; bucket: string }, key: string, gzip: boolean) {
-  const got = await place.client.send(new GetObjectCommand({ Bucket: place.bucket, Key: key }));
-  const stream: ReadableStream = got.Body.transformToWebStream();
-  const plain = gzip ? stream.pipeThrough(new DecompressionStream("gzip")) : stream;
-  return new Uint8Array(await new Response(plain).arrayBuffer());
 }
 
 for (const layout of ["langchain_community", "langchain_postgres"] as const) {
@@ -88,7 +89,9 @@ for (const layout of ["langchain_community", "langchain_postgres"] as const) {
             const file = data.tables_backed_up[table].backup_file;
             const key = `${place.prefix}vector_bak/${file}`;
             assert.equal(keys.get(key), data.tables_backed_up[table].bytes);
-            assert.deepEqual(await objectBytes(place, key, gzip), copies.get(table), table);
+            const stored = await getObject(place.client, place.bucket, key);
+            const plain = gzip ? new Uint8Array(gunzipSync(stored)) : stored;
+            assert.deepEqual(plain, copies.get(table), table);
           }
           assert.ok(keys.has(`${place.prefix}vector_bak/${data.manifest_file}`));
           assert.ok(![...keys.keys()].some((key) => key.endsWith(".tmp")), "a claim was left");
@@ -186,7 +189,7 @@ Deno.test("s3 sets: list newest first, verify (also --path s3://), check, --keep
       const key = [...left.keys()].find((k) =>
         k.endsWith(`langchain_pg_embedding_${stamps[2]}.csv`)
       )!;
-      const original = await objectBytes(place, key, false);
+      const original = await getObject(place.client, place.bucket, key);
       const changed = original.slice();
       changed[changed.length - 2] ^= 1;
       await place.client.send(
@@ -215,14 +218,10 @@ Deno.test("s3 leftovers: an unfinished set is listed incomplete, refused by rest
       const file = await storage.create(`langchain_pg_collection_${stamp}.csv`);
       for (let i = 0; i < 17; i++) await file.write(new Uint8Array(1024 * 1024).fill(65));
       const base = `${place.prefix}vector_bak/`;
-      for (
-        let i = 0;
-        i < 100 && (await openUploadKeys(place.client, place.bucket, base)).length === 0;
-        i++
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.equal((await openUploadKeys(place.client, place.bucket, base)).length, 1);
+      assert.deepEqual(
+        await uploadsSoon(place.client, place.bucket, base),
+        [`${base}langchain_pg_collection_${stamp}.csv`],
+      );
 
       const list = await cli(["list", "--storage", place.url, "--json"], env, dataDir);
       const set = list.json.data.backup_sets.find((s: Json) => s.timestamp === stamp);
@@ -325,7 +324,7 @@ Deno.test("s3 over HTTP: the server's bucket; async backup with progress, list, 
       // Nor in any object the runs wrote (the backup log objects included).
       const keys = await keysUnder(place.client, place.bucket, place.prefix);
       for (const key of keys.keys()) {
-        const text = new TextDecoder().decode(await objectBytes(place, key, false));
+        const text = new TextDecoder().decode(await getObject(place.client, place.bucket, key));
         assert.ok(!text.includes(env.AWS_SECRET_ACCESS_KEY), `secret in ${key}`);
       }
     });

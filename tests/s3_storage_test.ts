@@ -1,12 +1,12 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { buildConfig } from "../src/contract/config.ts";
 import { BackupError } from "../src/contract/errors.ts";
 import { storageForBackup } from "../src/storage/open.ts";
 import { storageContract } from "../src/storage/storage_contract.ts";
 import type { BackupStorage } from "../src/storage/storage.ts";
-import { freshPrefix, keysUnder, openUploadKeys } from "./s3_support.ts";
+import { freshPrefix, keysUnder, openUploadKeys, uploadsSoon } from "./s3_support.ts";
 
 /** A storage on a fresh prefix of the test bucket, opened as the program opens it. */
 async function s3Storage(config: Record<string, unknown> = {}) {
@@ -33,16 +33,6 @@ function* chunks(bytes: number, seed = 1): Generator<Uint8Array> {
     }
     yield chunk;
   }
-}
-
-/** The open uploads under a prefix once there are any (the first part starts one, soon after it is full). */
-async function uploadsSoon(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  for (let i = 0; i < 100; i++) {
-    const keys = await openUploadKeys(client, bucket, prefix);
-    if (keys.length > 0) return keys;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return [];
 }
 
 Deno.test("s3 storage: a file larger than a part goes up as a multipart upload, listed pending until committed", async () => {
@@ -93,7 +83,7 @@ Deno.test("s3 storage: what a killed run left is pending, and removePending abor
   try {
     const file = await storage.create("left.csv");
     for (const chunk of chunks(17 * MiB)) await file.write(chunk);
-    await uploadsSoon(client, bucket, base);
+    deepStrictEqual(await uploadsSoon(client, bucket, base), [`${base}left.csv`]);
     // The run dies here: nobody commits or discards.
     const listed = await storage.list();
     deepStrictEqual(listed.map((e) => [e.name, e.pending]), [["left.csv", true]]);

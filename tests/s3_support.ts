@@ -11,6 +11,7 @@ import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
+  GetObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   type S3Client,
@@ -29,14 +30,9 @@ export function s3Target(): S3Target {
   return target;
 }
 
-/** The AWS variables that point the program at `target`. */
+/** The AWS variables that point the program at `target`: its credentials, region and endpoint. */
 export function awsEnv(target: S3Target): Record<string, string> {
-  return {
-    AWS_ACCESS_KEY_ID: target.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: target.secretAccessKey,
-    AWS_REGION: target.region,
-    AWS_ENDPOINT_URL_S3: target.endpoint,
-  };
+  return { ...s3Env(target), AWS_ENDPOINT_URL_S3: target.endpoint };
 }
 
 let shared: Promise<{ target: S3Target; client: S3Client; bucket: string }> | undefined;
@@ -78,22 +74,93 @@ export async function freshPrefix(label: string): Promise<{
   };
 }
 
+/** The AWS variables for `target`'s credentials and region. */
+export function s3Env(
+  target: Pick<S3Target, "accessKeyId" | "secretAccessKey" | "region">,
+): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: target.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: target.secretAccessKey,
+    AWS_REGION: target.region,
+  };
+}
+
+/** An object as listed. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+/** Everything under a prefix: the objects and the multipart uploads not yet completed or aborted. */
+export interface BucketState {
+  objects: ObjectInfo[];
+  uploads: { key: string; uploadId: string }[];
+}
+
+/** The objects and open uploads under a prefix, every page of both listings, sorted by key. */
+export async function bucketState(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<BucketState> {
+  const objects: ObjectInfo[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) objects.push({ key: o.Key!, size: o.Size ?? 0 });
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  const uploads: BucketState["uploads"] = [];
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  for (;;) {
+    const page = await client.send(
+      new ListMultipartUploadsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        UploadIdMarker: uploadIdMarker,
+      }),
+    );
+    for (const u of page.Uploads ?? []) uploads.push({ key: u.Key!, uploadId: u.UploadId! });
+    if (!page.IsTruncated) break;
+    keyMarker = page.NextKeyMarker;
+    uploadIdMarker = page.NextUploadIdMarker;
+  }
+  objects.sort((a, b) => a.key.localeCompare(b.key));
+  uploads.sort((a, b) => a.key.localeCompare(b.key));
+  return { objects, uploads };
+}
+
+/** Removes every object and aborts every upload under a prefix. */
+export async function emptyPrefix(client: S3Client, bucket: string, prefix: string) {
+  const { objects, uploads } = await bucketState(client, bucket, prefix);
+  for (const { key } of objects) {
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+  for (const { key, uploadId } of uploads) {
+    await client.send(
+      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+    );
+  }
+}
+
+/** An object's bytes. */
+export async function getObject(client: S3Client, bucket: string, key: string) {
+  const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return new Uint8Array(await got.Body!.transformToByteArray());
+}
+
 /** Every key under a prefix, with sizes. */
 export async function keysUnder(
   client: S3Client,
   bucket: string,
   prefix: string,
 ): Promise<Map<string, number>> {
-  const keys = new Map<string, number>();
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const object of page.Contents ?? []) keys.set(object.Key!, object.Size ?? 0);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
+  const { objects } = await bucketState(client, bucket, prefix);
+  return new Map(objects.map((o) => [o.key, o.size]));
 }
 
 /** The keys of the open multipart uploads under a prefix. */
@@ -102,26 +169,19 @@ export async function openUploadKeys(
   bucket: string,
   prefix: string,
 ): Promise<string[]> {
-  const page = await client.send(
-    new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }),
-  );
-  return (page.Uploads ?? []).map((upload) => upload.Key!);
+  return (await bucketState(client, bucket, prefix)).uploads.map((u) => u.key);
 }
 
-async function emptyPrefix(client: S3Client, bucket: string, prefix: string): Promise<void> {
-  for (const key of (await keysUnder(client, bucket, prefix)).keys()) {
-    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+/** The open uploads under a prefix once there are any (the first part starts one, soon after it is full), or none after 10 s. */
+export async function uploadsSoon(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const keys = await openUploadKeys(client, bucket, prefix);
+    if (keys.length > 0) return keys;
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const page = await client.send(
-    new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }),
-  );
-  for (const upload of page.Uploads ?? []) {
-    await client.send(
-      new AbortMultipartUploadCommand({
-        Bucket: bucket,
-        Key: upload.Key,
-        UploadId: upload.UploadId,
-      }),
-    );
-  }
+  return [];
 }

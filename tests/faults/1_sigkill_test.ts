@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyCsv, freshDatabase, withTempDir } from "../helpers.ts";
+import { copyCsv, freshDatabase, sessionsGone, withTempDir } from "../helpers.ts";
 import {
   collect,
   collectFiles,
@@ -21,7 +21,6 @@ import {
   rememberSecret,
   rowCount,
   runMainCollected,
-  sessionsGone,
   sha256,
   snapshotTables,
   spawnMain,

@@ -14,6 +14,7 @@ import type { Sql } from "../../src/database/database.ts";
 import {
   freshDatabase,
   type RunningServer,
+  sessionsGone,
   startServer,
   testClient,
   withTempDir,
@@ -31,7 +32,6 @@ import {
   postBackup,
   rememberSecret,
   rowCount,
-  sessionsGone,
   signalBackend,
   signalPending,
   Tally,

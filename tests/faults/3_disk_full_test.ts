@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyCsv, freshDatabase, startServer, withTempDir } from "../helpers.ts";
+import { copyCsv, freshDatabase, sessionsGone, startServer, withTempDir } from "../helpers.ts";
 import {
   assertError,
   assertNoSetLeft,
@@ -17,7 +17,6 @@ import {
   rememberSecret,
   rowCount,
   runMainCollected,
-  sessionsGone,
   Tally,
   withTmpfs,
 } from "./support.ts";

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyCsv, freshDatabase, withTempDir } from "../helpers.ts";
+import { copyCsv, freshDatabase, sessionsGone, withTempDir } from "../helpers.ts";
 import { ensureStrace, pathFilters, RENAMES, SYNCS, traceMain, WRITES } from "../strace.ts";
 import {
   assertNoSetLeft,
@@ -21,7 +21,6 @@ import {
   folderState,
   rememberSecret,
   rowCount,
-  sessionsGone,
   sha256,
   snapshotTables,
   Tally,

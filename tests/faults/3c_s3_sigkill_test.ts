@@ -13,7 +13,7 @@
  */
 
 import assert from "node:assert/strict";
-import { copyCsv, freshDatabase, type TestDatabase } from "../helpers.ts";
+import { copyCsv, freshDatabase, sessionsGone, type TestDatabase } from "../helpers.ts";
 import type { SeenRequest } from "../s3_proxy.ts";
 import {
   collect,
@@ -21,7 +21,7 @@ import {
   EMBEDDING,
   rememberSecret,
   rowCount,
-  sessionsGone,
+  runBounded,
   sha256,
   snapshotTables,
   spawnMain,
@@ -29,7 +29,6 @@ import {
 } from "./support.ts";
 import {
   assertManifestsWhole,
-  bucketState,
   cleanLeftovers,
   type FaultBucket,
   isComplete,
@@ -39,10 +38,10 @@ import {
   isWrite,
   listTask,
   nameOf,
-  runBounded,
   type TaskListing,
   withFaultBucket,
 } from "./s3_support.ts";
+import { bucketState } from "../s3_support.ts";
 
 // Enough rows for an embedding object of several parts (about 25 MB of CSV).
 const ROWS = 20_000;

@@ -8,7 +8,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freshDatabase, startServer, type TestDatabase, withTempDir } from "../helpers.ts";
+import {
+  freshDatabase,
+  sessionsGone,
+  startServer,
+  type TestDatabase,
+  withTempDir,
+} from "../helpers.ts";
 import {
   assertEnvelope,
   collect,
@@ -20,7 +26,6 @@ import {
   postBackup,
   rememberSecret,
   rowCount,
-  sessionsGone,
   sha256,
   snapshotTables,
   spawnMain,

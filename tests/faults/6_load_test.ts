@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freshDatabase, startServer, testClient, withTempDir } from "../helpers.ts";
+import { freshDatabase, sessionsGone, startServer, testClient, withTempDir } from "../helpers.ts";
 import {
   assertEnvelope,
   call,
@@ -19,7 +19,6 @@ import {
   ENDPOINT,
   folderState,
   rememberSecret,
-  sessionsGone,
   Tally,
 } from "./support.ts";
 

@@ -12,19 +12,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
-  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
-  DeleteObjectCommand,
   GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { type S3Target, withS3 } from "../../scripts/ceph.ts";
 import { s3Client } from "../s3_client.ts";
+import { type BucketState, bucketState, emptyPrefix, getObject, s3Env } from "../s3_support.ts";
 import { type S3Proxy, type SeenRequest, startS3Proxy } from "../s3_proxy.ts";
-import { collect, type Exit, rememberSecret, spawnMain } from "./support.ts";
+import { rememberSecret, runBounded } from "./support.ts";
 
 /** A bucket for one test, reached directly (`client`) and through a proxy (`proxy`). */
 export interface FaultBucket {
@@ -82,84 +79,6 @@ export function storageArgs(bucket: string, prefix: string, endpoint: string): s
     ...["--storage", `s3://${bucket}/${prefix}`.replace(/\/$/, "")],
     ...["--s3-endpoint", endpoint, "--s3-path-style"],
   ];
-}
-
-/** The AWS variables for `target`'s credentials and region. */
-export function s3Env(
-  target: Pick<S3Target, "accessKeyId" | "secretAccessKey" | "region">,
-): Record<string, string> {
-  return {
-    AWS_ACCESS_KEY_ID: target.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: target.secretAccessKey,
-    AWS_REGION: target.region,
-  };
-}
-
-/** An object as listed. */
-export interface ObjectInfo {
-  key: string;
-  size: number;
-}
-
-/** Everything under a prefix: the objects and the multipart uploads not yet completed or aborted. */
-export interface BucketState {
-  objects: ObjectInfo[];
-  uploads: { key: string; uploadId: string }[];
-}
-
-export async function bucketState(
-  client: S3Client,
-  bucket: string,
-  prefix: string,
-): Promise<BucketState> {
-  const objects: ObjectInfo[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) objects.push({ key: o.Key!, size: o.Size ?? 0 });
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  const uploads: BucketState["uploads"] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  for (;;) {
-    const page = await client.send(
-      new ListMultipartUploadsCommand({
-        Bucket: bucket,
-        Prefix: prefix,
-        KeyMarker: keyMarker,
-        UploadIdMarker: uploadIdMarker,
-      }),
-    );
-    for (const u of page.Uploads ?? []) uploads.push({ key: u.Key!, uploadId: u.UploadId! });
-    if (!page.IsTruncated) break;
-    keyMarker = page.NextKeyMarker;
-    uploadIdMarker = page.NextUploadIdMarker;
-  }
-  objects.sort((a, b) => a.key.localeCompare(b.key));
-  uploads.sort((a, b) => a.key.localeCompare(b.key));
-  return { objects, uploads };
-}
-
-/** Removes every object and aborts every upload under a prefix. */
-export async function emptyPrefix(client: S3Client, bucket: string, prefix: string) {
-  const { objects, uploads } = await bucketState(client, bucket, prefix);
-  for (const { key } of objects) {
-    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-  }
-  for (const { key, uploadId } of uploads) {
-    await client.send(
-      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
-    );
-  }
-}
-
-/** An object's bytes. */
-export async function getObject(client: S3Client, bucket: string, key: string) {
-  const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return new Uint8Array(await got.Body!.transformToByteArray());
 }
 
 /** The SHA-256 of an object, streamed. */
@@ -300,23 +219,4 @@ export async function cleanLeftovers(
     ], fb.env);
     assert.equal(cleaned.code, 0, cleaned.stdout + cleaned.stderr);
   }
-}
-
-/**
- * Runs `main.ts` to its end, or SIGKILLs it after `timeoutMs` (then
- * `signal` is SIGKILL: a run that never answers is a failure of its own),
- * and collects what it printed.
- */
-export async function runBounded(
-  source: string,
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 120_000,
-): Promise<Exit> {
-  const child = spawnMain(args, env);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const exit = await child.exit.finally(() => clearTimeout(timer));
-  await collect(`${source} stdout`, exit.stdout);
-  await collect(`${source} stderr`, exit.stderr);
-  return exit;
 }

@@ -215,6 +215,25 @@ export async function runMainCollected(
   return result;
 }
 
+/**
+ * Runs `main.ts` to its end, or SIGKILLs it after `timeoutMs` (then
+ * `signal` is SIGKILL: a run that never answers is a failure of its own),
+ * and collects what it printed.
+ */
+export async function runBounded(
+  source: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 120_000,
+): Promise<Exit> {
+  const child = spawnMain(args, env);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const exit = await child.exit.finally(() => clearTimeout(timer));
+  await collect(`${source} stdout`, exit.stdout);
+  await collect(`${source} stderr`, exit.stderr);
+  return exit;
+}
+
 /** The `.tmp` files `main.ts list --json` reports as leftovers, as `task/file` paths. */
 export async function listedLeftovers(dataDir: string): Promise<string[]> {
   const listed = await runMainCollected("list", ["list", "--json", "--data-dir", dataDir]);
@@ -384,29 +403,6 @@ export function sha256(bytes: Uint8Array): string {
 export async function rowCount(sql: Sql, table: string): Promise<number> {
   const [{ n }] = await sql`SELECT count(*)::int AS n FROM ${sql(table)}`;
   return n;
-}
-
-/**
- * Waits until no session of pgvector-backup is left in a database. After a
- * client dies its server processes notice and exit a moment later; until
- * then a COMMIT already sent may still land and the backup lock is held.
- */
-export async function sessionsGone(sql: Sql, database: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [{ n }] = await sql`SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
-    if (n === 0) return;
-    if (Date.now() > deadline) {
-      const open = await sql`SELECT pid, state, wait_event, left(query, 80) AS query
-        FROM pg_stat_activity
-        WHERE datname = ${database} AND application_name = 'pgvector-backup'`;
-      throw new Error(
-        `${n} pgvector-backup session(s) still open after ${timeoutMs} ms: ${JSON.stringify(open)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** A database password nobody could guess, for roles made by a test. */
