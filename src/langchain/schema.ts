@@ -190,7 +190,13 @@ export function qualifiedName(table: Pick<TableSchema, "schema" | "name">): stri
   return `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.name)}`;
 }
 
-/** The CREATE TABLE statement: columns only, constraints come after the load. */
+/**
+ * The CREATE TABLE statement: columns only, constraints come after the load.
+ * A default is written in parentheses of its own, so that whatever follows
+ * its expression is no column clause (`0 REFERENCES other`) but a syntax
+ * error; PostgreSQL stores the expression alone, so pg_dump sees no
+ * difference.
+ */
 export function createTableStatement(table: TableSchema): string {
   const columns = table.columns.map((column) => {
     if (column.identity !== "" || column.generated !== "") {
@@ -202,7 +208,7 @@ export function createTableStatement(table: TableSchema): string {
     return [
       `    ${quoteIdentifier(column.name)} ${column.type}`,
       column.collation === null ? "" : ` COLLATE ${column.collation}`,
-      column.default === null ? "" : ` DEFAULT ${column.default}`,
+      column.default === null ? "" : ` DEFAULT (${column.default})`,
       column.not_null ? " NOT NULL" : "",
     ].join("");
   });
