@@ -261,7 +261,7 @@ const INDEX_START = new RegExp(
  * (`setval`, `lo_unlink`, a function of the target's own) could reach beyond
  * the restored tables when a check is validated or a row inserted.
  */
-export const ALLOWED_CALLS: ReadonlySet<string> = new Set([
+const ALLOWED_CALLS: ReadonlySet<string> = new Set([
   // key defaults
   "gen_random_uuid",
   "uuid_generate_v4",
@@ -382,15 +382,15 @@ function fragment(value: unknown, at: string, shape?: RegExp, clause = false): s
   return sql;
 }
 
+// A character that continues a name (PostgreSQL counts every non-ASCII one).
+const WORD_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+
 /**
  * The fragment with each string literal emptied (`''`), so that no text in a
  * string is read as SQL, nor SQL hidden in what looks like one; quoted
  * identifiers stay. Throws on what {@link fragment} refuses (a comma outside
  * parentheses only when `clause`).
  */
-// A character that continues a name (PostgreSQL counts every non-ASCII one).
-const WORD_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
-
 function outsideStrings(sql: string, at: string, clause = false): string {
   let out = "";
   let depth = 0;

@@ -186,7 +186,7 @@ function quotedTableName(table: string): string {
 }
 
 /** `"schema"."name"` of a table. */
-export function qualifiedName(table: Pick<TableSchema, "schema" | "name">): string {
+function qualifiedName(table: Pick<TableSchema, "schema" | "name">): string {
   return `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.name)}`;
 }
 
@@ -198,7 +198,7 @@ export function qualifiedName(table: Pick<TableSchema, "schema" | "name">): stri
  * difference. Throws an Error, a fact for the caller's sentence, for a
  * column it cannot recreate.
  */
-export function createTableStatement(table: TableSchema): string {
+function createTableStatement(table: TableSchema): string {
   const columns = table.columns.map((column) => {
     if (column.identity !== "" || column.generated !== "") {
       throw new Error(
@@ -223,7 +223,7 @@ export function createTableStatement(table: TableSchema): string {
 }
 
 /** `ALTER TABLE ONLY … ADD CONSTRAINT …` for one constraint. */
-export function addConstraintStatement(table: TableSchema, constraint: ConstraintSchema): string {
+function addConstraintStatement(table: TableSchema, constraint: ConstraintSchema): string {
   return `ALTER TABLE ONLY ${qualifiedName(table)} ADD CONSTRAINT ${
     quoteIdentifier(constraint.name)
   } ${constraint.definition}`;
