@@ -130,11 +130,6 @@ export class PgCopyWalker {
     return this.#rows;
   }
 
-  /** Whether the end-of-data marker has been read. */
-  get complete(): boolean {
-    return this.#state === DONE;
-  }
-
   /** Walks one chunk; returns how many tuples it completed. */
   push(chunk: Uint8Array): number {
     const before = this.#rows;

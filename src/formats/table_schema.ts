@@ -9,10 +9,12 @@
  * backups could edit it, and a restore with create_tables turns it into DDL.
  * {@link parseSchemaSnapshot} is the only way in, and admits only what
  * PostgreSQL's deparser writes: no second statement, nothing that ends the
- * construct it is placed in, no index on another table. Before DDL is built,
- * {@link checkRecreatable} also refuses what reaches beyond the restored
- * tables: a foreign key to a table outside the set, a call of a function
- * that is not on a short list of harmless ones.
+ * construct it is placed in (a parenthesis it did not open, a comma after a
+ * constraint; a default is also placed in parentheses of its own), no index
+ * on another table. Before DDL is built, {@link checkRecreatable} also
+ * refuses what reaches beyond the restored tables: a foreign key to a table
+ * outside the set, a call of a function that is not on a short list of
+ * harmless ones.
  *
  * @module
  */
@@ -86,12 +88,14 @@ export const STORAGE_OPTION = /^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)=([A-Za
  * shape and types of every field, identifiers free of NUL, constraint and
  * index definitions that are what their kind says, and every SQL fragment
  * (types, defaults, definitions) self-contained: no `;` or comment outside
- * quotes, and parentheses that never close what the fragment did not open,
- * so a fragment cannot end the statement it is placed in or the construct
- * around it, and each index must be on its own table. (The DDL
- * is also executed one statement per extended-protocol query, which refuses
- * several statements: a second wall.) Returns the same value, typed; throws
- * an Error naming the first bad field (`at` is the name of the whole).
+ * quotes, parentheses that never close what the fragment did not open, and
+ * in a constraint no comma outside parentheses (which would start another
+ * ALTER TABLE subcommand), so a fragment cannot end the statement it is
+ * placed in or the construct around it, and each index must be on its own
+ * table. (The DDL is also executed one statement per extended-protocol
+ * query, which refuses several statements: a second wall.) Returns the same
+ * value, typed; throws an Error naming the first bad field (`at` is the name
+ * of the whole).
  */
 export function parseSchemaSnapshot(value: unknown, at = "schema"): SchemaSnapshot {
   const snapshot = record(value, at);
@@ -158,6 +162,7 @@ function parseTable(item: unknown, at: string): TableSchema {
       constraint.definition,
       `${where}.definition`,
       DEFINITION_START[kind],
+      true,
     );
     return {
       name: identifier(constraint.name, `${where}.name`),
@@ -256,7 +261,7 @@ const INDEX_START = new RegExp(
  * (`setval`, `lo_unlink`, a function of the target's own) could reach beyond
  * the restored tables when a check is validated or a row inserted.
  */
-export const ALLOWED_CALLS: ReadonlySet<string> = new Set([
+const ALLOWED_CALLS: ReadonlySet<string> = new Set([
   // key defaults
   "gen_random_uuid",
   "uuid_generate_v4",
@@ -365,24 +370,28 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], at: stri
 /**
  * A SQL fragment as PostgreSQL's deparser writes it: quoted strings ('…',
  * with '' or, after E, backslash escapes) and identifiers ("…" with ""),
- * and outside them no `;`, no comment, and balanced parentheses.
+ * and outside them no `;`, no comment, and balanced parentheses. A `clause`
+ * (a constraint's definition, placed in an ALTER TABLE) also has no comma
+ * outside parentheses: `pg_get_constraintdef` writes lists only inside them,
+ * and a comma there would start another subcommand (`, OWNER TO …`).
  */
-function fragment(value: unknown, at: string, shape?: RegExp): string {
+function fragment(value: unknown, at: string, shape?: RegExp, clause = false): string {
   const sql = text(value, at);
   if (shape && !shape.test(sql)) throw new Error(`${at} is not what its kind writes`);
-  outsideStrings(sql, at);
+  outsideStrings(sql, at, clause);
   return sql;
 }
+
+// A character that continues a name (PostgreSQL counts every non-ASCII one).
+const WORD_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
 
 /**
  * The fragment with each string literal emptied (`''`), so that no text in a
  * string is read as SQL, nor SQL hidden in what looks like one; quoted
- * identifiers stay. Throws on what {@link fragment} refuses.
+ * identifiers stay. Throws on what {@link fragment} refuses (a comma outside
+ * parentheses only when `clause`).
  */
-// A character that continues a name (PostgreSQL counts every non-ASCII one).
-const WORD_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
-
-function outsideStrings(sql: string, at: string): string {
+function outsideStrings(sql: string, at: string, clause = false): string {
   let out = "";
   let depth = 0;
   for (let i = 0; i < sql.length; i++) {
@@ -413,6 +422,10 @@ function outsideStrings(sql: string, at: string): string {
       depth++;
     } else if (c === ")" && --depth < 0) {
       throw new Error(`${at} closes a parenthesis it did not open`);
+    } else if (c === "," && depth === 0 && clause) {
+      throw new Error(
+        `${at} is not what its kind writes (a comma outside parentheses would start another clause)`,
+      );
     }
     out += c;
   }

@@ -45,10 +45,10 @@ export class ZstdFormatError extends Error {
 }
 
 /** Where compressed bytes go; a returned promise must settle before the next write. */
-export type ByteWrite = (chunk: Uint8Array) => Promise<void> | void;
+type ByteWrite = (chunk: Uint8Array) => Promise<void> | void;
 
 /** A sink that takes bytes, compresses them to zstd frames, and writes the frames in order. */
-export interface ZstdSink {
+interface ZstdSink {
   write(chunk: Uint8Array): Promise<void> | void;
   close(): Promise<void>;
   abort(reason: unknown): Promise<void>;

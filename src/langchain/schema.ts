@@ -186,23 +186,29 @@ function quotedTableName(table: string): string {
 }
 
 /** `"schema"."name"` of a table. */
-export function qualifiedName(table: Pick<TableSchema, "schema" | "name">): string {
+function qualifiedName(table: Pick<TableSchema, "schema" | "name">): string {
   return `${quoteIdentifier(table.schema)}.${quoteIdentifier(table.name)}`;
 }
 
-/** The CREATE TABLE statement: columns only, constraints come after the load. */
-export function createTableStatement(table: TableSchema): string {
+/**
+ * The CREATE TABLE statement: columns only, constraints come after the load.
+ * A default is written in parentheses of its own, so that whatever follows
+ * its expression is no column clause (`0 REFERENCES other`) but a syntax
+ * error; PostgreSQL stores the expression alone, so pg_dump sees no
+ * difference. Throws an Error, a fact for the caller's sentence, for a
+ * column it cannot recreate.
+ */
+function createTableStatement(table: TableSchema): string {
   const columns = table.columns.map((column) => {
     if (column.identity !== "" || column.generated !== "") {
-      throw new BackupError(
-        "INVALID_PARAMS",
-        `The column ${column.name} of ${table.table} is an identity or generated column, which --create-tables cannot recreate exactly; create the table yourself and restore without it.`,
+      throw new Error(
+        `the column ${column.name} of ${table.table} is an identity or generated column, which create_tables cannot recreate exactly`,
       );
     }
     return [
       `    ${quoteIdentifier(column.name)} ${column.type}`,
       column.collation === null ? "" : ` COLLATE ${column.collation}`,
-      column.default === null ? "" : ` DEFAULT ${column.default}`,
+      column.default === null ? "" : ` DEFAULT (${column.default})`,
       column.not_null ? " NOT NULL" : "",
     ].join("");
   });
@@ -217,7 +223,7 @@ export function createTableStatement(table: TableSchema): string {
 }
 
 /** `ALTER TABLE ONLY … ADD CONSTRAINT …` for one constraint. */
-export function addConstraintStatement(table: TableSchema, constraint: ConstraintSchema): string {
+function addConstraintStatement(table: TableSchema, constraint: ConstraintSchema): string {
   return `ALTER TABLE ONLY ${qualifiedName(table)} ADD CONSTRAINT ${
     quoteIdentifier(constraint.name)
   } ${constraint.definition}`;
@@ -231,7 +237,8 @@ export function addConstraintStatement(table: TableSchema, constraint: Constrain
  * check every row in one pass instead of one lookup per row. In a single
  * transaction nothing is visible before it all succeeds. `set` is every
  * table of the backup set: foreign keys may reference those. Throws an
- * Error for what a manifest must not make a restore run (`checkRecreatable`).
+ * Error for what a manifest must not make a restore run (`checkRecreatable`)
+ * and for a column the DDL cannot recreate exactly.
  */
 export function createTablesDdl(
   tables: readonly TableSchema[],

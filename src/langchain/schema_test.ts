@@ -86,11 +86,11 @@ Deno.test("schema: tables first, then keys and checks, indexes, and foreign keys
   const ddl = createTablesDdl([ODD, COLLECTION]);
   assert.deepEqual(ddl.beforeLoad, [
     'CREATE UNLOGGED TABLE "my ""schema"""."Odd ""Tab""le" (\n' +
-    '    "a ""b""" text COLLATE pg_catalog."C" DEFAULT \'x\'\'y\'::text NOT NULL,\n' +
+    '    "a ""b""" text COLLATE pg_catalog."C" DEFAULT (\'x\'\'y\'::text) NOT NULL,\n' +
     '    "collection_id" uuid\n' +
     ") WITH (fillfactor='70', autovacuum_enabled='false')",
     'CREATE TABLE "public"."langchain_pg_collection" (\n' +
-    '    "uuid" uuid DEFAULT gen_random_uuid() NOT NULL\n' +
+    '    "uuid" uuid DEFAULT (gen_random_uuid()) NOT NULL\n' +
     ")",
   ]);
   assert.deepEqual(ddl.afterLoad, [
@@ -120,6 +120,17 @@ Deno.test("schema: what the DDL cannot recreate exactly is refused", () => {
   }
 });
 
+Deno.test("schema: a default stays one expression, whatever follows it", () => {
+  const table = structuredClone(COLLECTION);
+  table.columns[0].default = "0 REFERENCES public.other";
+  const [parsed] = parseSchemaSnapshot({ vector: null, tables: [table] }).tables;
+  assert.deepEqual(createTablesDdl([parsed]).beforeLoad, [
+    'CREATE TABLE "public"."langchain_pg_collection" (\n' +
+    '    "uuid" uuid DEFAULT (0 REFERENCES public.other) NOT NULL\n' +
+    ")",
+  ]);
+});
+
 Deno.test("schema: a manifest's schema is read back as it was written", () => {
   const snapshot: SchemaSnapshot = {
     vector: { schema: "public", version: "0.8.0" },
@@ -140,6 +151,15 @@ Deno.test("schema: a manifest's schema is read back as it was written", () => {
     table.columns[0].default = "E'\\';DROP TABLE x; --'::text";
     assert.deepEqual(parseSchemaSnapshot({ vector: null, tables: [table] }).tables, [table]);
   }
+  // A comma outside parentheses, but in a string or a quoted name, starts no clause.
+  const commas = structuredClone(COLLECTION);
+  commas.constraints[0].definition = 'PRIMARY KEY (uuid) USING INDEX TABLESPACE "a, b"';
+  commas.constraints.push({
+    name: "c",
+    kind: "check",
+    definition: "CHECK (((uuid)::text <> 'x, y'::text)) NOT VALID",
+  });
+  assert.deepEqual(parseSchemaSnapshot({ vector: null, tables: [commas] }).tables, [commas]);
 });
 
 Deno.test("schema: an edited manifest cannot smuggle SQL into the DDL", () => {
@@ -188,6 +208,46 @@ Deno.test("schema: an edited manifest cannot smuggle SQL into the DDL", () => {
       "definition of another kind",
       (t) => t.constraints[0].definition = "CHECK (true)",
       /constraints\[0\]\.definition is not what its kind writes/,
+    ],
+    [
+      "check with more subcommands after it",
+      (t) =>
+        t.constraints.push({
+          name: "c",
+          kind: "check",
+          definition: "CHECK (true), OWNER TO evil, INHERIT public.other",
+        }),
+      /constraints\[1\]\.definition is not what its kind writes/,
+    ],
+    [
+      "primary key with more subcommands after it",
+      (t) => t.constraints[0].definition = "PRIMARY KEY (uuid), OWNER TO evil",
+      /constraints\[0\]\.definition is not what its kind writes/,
+    ],
+    [
+      "unique constraint with more subcommands after it",
+      (t) =>
+        t.constraints[0] = {
+          name: "u",
+          kind: "unique",
+          definition: "UNIQUE (uuid) INCLUDE (uuid), SET SCHEMA evil",
+        },
+      /constraints\[0\]\.definition is not what its kind writes/,
+    ],
+    [
+      "exclusion with more subcommands after it",
+      (t) =>
+        t.constraints[0] = {
+          name: "x",
+          kind: "exclusion",
+          definition: "EXCLUDE USING btree (uuid WITH =), DISABLE TRIGGER ALL",
+        },
+      /constraints\[0\]\.definition is not what its kind writes/,
+    ],
+    [
+      "default closing its parentheses to add a foreign key",
+      (t) => t.columns[0].default = "0) REFERENCES public.other(id) DEFAULT (0",
+      /columns\[0\]\.default closes a parenthesis it did not open/,
     ],
     [
       "index that is no index",
@@ -515,6 +575,41 @@ Deno.test({
     assert.deepEqual(odd.options, ["fillfactor=70"]);
     assert.equal(odd.columns[1].collation, 'pg_catalog."C"');
     assert.equal(odd.columns[1].default, "'x''y; --'::text");
+  },
+});
+
+Deno.test({
+  name: "schema: a default followed by REFERENCES adds no foreign key to another table",
+  ignore: !testUrl,
+  async fn() {
+    const { freshDatabase } = await import("../../tests/helpers.ts");
+    const db = await freshDatabase();
+    try {
+      await db.sql`CREATE TABLE public.other (id integer PRIMARY KEY)`;
+      const table = structuredClone(COLLECTION);
+      table.columns[0] = {
+        ...table.columns[0],
+        type: "integer",
+        default: "0 REFERENCES public.other",
+      };
+      const [parsed] = parseSchemaSnapshot({ vector: null, tables: [table] }).tables;
+      const ddl = createTablesDdl([parsed]);
+      await assert.rejects(
+        db.sql.begin(async (tx) => {
+          for (const statement of ddl.beforeLoad) await tx.unsafe(statement);
+        }),
+        /syntax error/,
+      );
+      const [{ references }] = await db.sql<{ references: number }[]>`
+        SELECT count(*)::int AS references FROM pg_catalog.pg_constraint
+        WHERE confrelid = 'public.other'::regclass`;
+      assert.equal(references, 0);
+      const [{ created }] = await db.sql<{ created: string | null }[]>`
+        SELECT pg_catalog.to_regclass('public.langchain_pg_collection')::text AS created`;
+      assert.equal(created, null);
+    } finally {
+      await db.drop();
+    }
   },
 });
 
