@@ -1,9 +1,10 @@
 /**
  * What the HTTP door refuses before any work: requests a web page can make
  * (no-preflight bodies, foreign `Origin`s, DNS-rebound `Host`s), broken
- * framing, and the settings that would leave it open (an empty token, a
- * public address without one). Each refusal is checked against what a user
- * cares about: no file written, no row changed.
+ * framing, the settings that would leave it open (an empty token, a public
+ * address without one) and a bucket it could not use (no credentials, a bad
+ * region or endpoint). Each refusal is checked against what a user cares
+ * about: no file written, no row changed, no server listening.
  *
  * @module
  */
@@ -382,14 +383,21 @@ Deno.test("healthz tells no database host or port; request log lines cap the pat
   });
 });
 
-/** Runs `main.ts serve` and gives it 15 s to refuse; a server that listens instead fails. */
-async function refusesToServe(args: string[], env: Record<string, string>): Promise<string> {
+/**
+ * Runs `main.ts serve` and gives it 15 s to refuse with exit `code` (2, bad
+ * settings, unless told); a server that listens instead fails.
+ */
+async function refusesToServe(
+  args: string[],
+  env: Record<string, string>,
+  code = 2,
+): Promise<string> {
   const child = mainCommand(["serve", "--port", "0", ...args], { env, stdout: "null" }).spawn();
   const timer = setTimeout(() => child.kill("SIGTERM"), 15_000);
   const output = await child.output();
   clearTimeout(timer);
   const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 2, `it served instead of refusing: ${stderr}`);
+  assert.equal(output.code, code, `it served instead of refusing: ${stderr}`);
   return stderr;
 }
 
@@ -409,6 +417,36 @@ Deno.test("a server on a public address refuses to start without a token (the co
     assert.match(dockerfile, /"--host", "0\.0\.0\.0"/);
     const compose = await Deno.readTextFile(new URL("../compose.yaml", import.meta.url));
     assert.ok(!compose.includes("change-me"), "compose ships a token");
+  });
+});
+
+Deno.test("a bucket without credentials, or with a bad region or endpoint, stops serve before it listens", async () => {
+  await withTempDir(async (dataDir) => {
+    const storage = ["--data-dir", dataDir, "--storage", "s3://bucket/prefix"];
+    const noCredentials = { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" };
+    const credentials = { AWS_ACCESS_KEY_ID: "key", AWS_SECRET_ACCESS_KEY: "s3cr3t-v4lue" };
+    const cases: [string, Record<string, string>, number, RegExp][] = [
+      [
+        "no credentials",
+        noCredentials,
+        6,
+        /No credentials for the object store: set AWS_ACCESS_KEY_ID/,
+      ],
+      ["a bad region", { ...credentials, AWS_REGION: "Mars 1" }, 2, /AWS_REGION must be/],
+      [
+        "a bad endpoint",
+        { ...credentials, AWS_REGION: "", AWS_ENDPOINT_URL_S3: "ftp://host/path" },
+        2,
+        /AWS_ENDPOINT_URL_S3 must be an http\(s\) URL/,
+      ],
+    ];
+    for (const [what, env, code, sentence] of cases) {
+      const stderr = await refusesToServe(storage, env, code);
+      assert.match(stderr, sentence, what);
+      assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, `${what}: a stack trace`);
+      assert.doesNotMatch(stderr, /"msg":"listening"/, `${what}: it listened`);
+      assert.ok(!stderr.includes("s3cr3t-v4lue"), `${what}: the secret key`);
+    }
   });
 });
 

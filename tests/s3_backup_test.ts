@@ -333,3 +333,56 @@ Deno.test("s3 over HTTP: the server's bucket; async backup with progress, list, 
     await db.drop();
   }
 });
+
+Deno.test("s3 download when the bucket cannot be read: STORAGE_ERROR with the reason, never a 404 for a file that is there", async () => {
+  const db = await freshDatabase({ layout: "langchain_postgres", rows: 5, dimensions: 4 });
+  const place = await freshPrefix("unreadable");
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  try {
+    await withTempDir(async (dataDir) => {
+      const env = awsEnv(place.target);
+      const backup = await cli(
+        ["backup", "--storage", place.url, "--db", db.url, "--json"],
+        env,
+        dataDir,
+      );
+      assert.equal(backup.code, 0, backup.stderr);
+      const file = backup.json.data.tables_backed_up.langchain_pg_embedding.backup_file;
+      const cases: [string, Record<string, string>, RegExp, boolean][] = [
+        [
+          "a wrong secret key",
+          { ...env, AWS_SECRET_ACCESS_KEY: "not-the-secret-key" },
+          /rejected the credentials/,
+          false,
+        ],
+        [
+          "a store that is down",
+          { ...env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${closedPort}` },
+          /unreachable/,
+          true,
+        ],
+      ];
+      for (const [what, serverEnv, reason, canRetry] of cases) {
+        const server = await startServer(
+          ["--db", db.url, "--data-dir", dataDir, "--storage", place.url],
+          serverEnv,
+        );
+        try {
+          const answer = await fetch(`${server.base}${API}/backup/files/_global/${file}`);
+          const envelope = await answer.json();
+          assert.equal(answer.status, 500, `${what}: ${JSON.stringify(envelope)}`);
+          assert.equal(envelope.data.error_type, "STORAGE_ERROR", what);
+          assert.match(envelope.data.response, reason, what);
+          assert.equal(envelope.data.can_retry, canRetry, what);
+        } finally {
+          await server.stop();
+        }
+      }
+    });
+  } finally {
+    await place.cleanup();
+    await db.drop();
+  }
+});

@@ -110,9 +110,24 @@ async function scopeStorage(
   config: Config,
   notFound: () => BackupError,
 ): Promise<BackupStorage> {
-  return await storageForReading(config, scoped).catch(() => {
-    throw notFound();
-  });
+  return await storageForReading(config, scoped).catch(notThere(notFound));
+}
+
+/**
+ * A `catch` handler that answers `notFound()` for what is not there (a
+ * folder missing or swapped for a link, a file gone or replaced since it was
+ * listed) and rethrows every other failure as it is: a bucket that is down,
+ * throttles or rejects the credentials must say so, not answer 404.
+ */
+function notThere(notFound: () => BackupError): (error: unknown) => never {
+  return (error) => {
+    if (
+      error instanceof Deno.errors.NotFound ||
+      (error instanceof BackupError &&
+        (error.type === "RESOURCE_NOT_FOUND" || error.type === "FORBIDDEN"))
+    ) throw notFound();
+    throw error;
+  };
 }
 
 /** One stored file, opened for download. */
@@ -124,7 +139,9 @@ export interface Download {
 /**
  * One file of a complete, listed set, opened for download: `scope` is a
  * task id or `_global`. What is opened must still be the file the listing
- * saw (see `BackupStorage.open`). Anything else is `RESOURCE_NOT_FOUND`.
+ * saw (see `BackupStorage.open`). Anything else is `RESOURCE_NOT_FOUND`;
+ * a storage that cannot be read (a bucket down, throttling, refusing the
+ * credentials) is its own failure.
  */
 export async function openSetFileForDownload(
   scope: string,
@@ -134,17 +151,13 @@ export async function openSetFileForDownload(
   const notFound = () =>
     new BackupError("RESOURCE_NOT_FOUND", `No downloadable backup file ${file.slice(0, 200)}.`);
   const storage = await scopeStorage(parseDownloadPath(scope, file), config, notFound);
-  const { sets } = await listFolder(storage, setNaming(config)).catch(() => {
-    throw notFound();
-  });
+  const { sets } = await listFolder(storage, setNaming(config)).catch(notThere(notFound));
   for (const set of sets) {
     if (!set.complete) continue;
     const listed: StoredEntry | undefined = set.files.find((f) => f.name === file) ??
       (set.manifestFile && manifestName(set.stamp) === file ? set.manifestFile : undefined);
     if (listed) {
-      const body = await storage.open(listed).catch(() => {
-        throw notFound();
-      });
+      const body = await storage.open(listed).catch(notThere(notFound));
       return { body, bytes: listed.bytes };
     }
   }

@@ -400,23 +400,48 @@ async function hashAndCount(
 ): Promise<{ sha256: string; rows: number; broken?: string }> {
   const hash = createHash("sha256");
   const data = await openData(storage, listed, hash);
-  if (listed.form.format === "binary") {
-    const walker = new PgCopyWalker();
-    try {
-      for await (const chunk of data) walker.push(chunk);
-      walker.end();
-    } catch (error) {
-      if (!(error instanceof PgCopyFormatError || error instanceof ZstdFormatError)) throw error;
-      return { sha256: hash.digest("hex"), rows: walker.rows, broken: error.message };
-    }
-    return { sha256: hash.digest("hex"), rows: walker.rows };
-  }
-  const counter = new CsvRecordCounter();
+  const counter = rowCounter(listed.form);
+  let rows: number;
   try {
     for await (const chunk of data) counter.push(chunk);
+    rows = counter.end();
   } catch (error) {
-    if (!(error instanceof ZstdFormatError)) throw error;
-    return { sha256: hash.digest("hex"), rows: counter.records, broken: error.message };
+    if (!counter.isDamage(error)) throw error;
+    return { sha256: hash.digest("hex"), rows: counter.readSoFar(), broken: error.message };
   }
-  return { sha256: hash.digest("hex"), rows: Math.max(0, counter.records - 1) };
+  return { sha256: hash.digest("hex"), rows };
+}
+
+/** Counts a file's rows as its bytes go by, by the file's format. */
+interface RowCounter {
+  push(chunk: Uint8Array): void;
+  /** The file's rows, once all its bytes were pushed; throws when it ends mid-row. */
+  end(): number;
+  /** What was counted before a damage was found. */
+  readSoFar(): number;
+  /** Whether `error` is a damage of the file (not a failure to read it). */
+  isDamage(error: unknown): error is Error;
+}
+
+function rowCounter(form: FileForm): RowCounter {
+  if (form.format === "binary") {
+    const walker = new PgCopyWalker();
+    return {
+      push: (chunk) => walker.push(chunk),
+      end: () => {
+        walker.end();
+        return walker.rows;
+      },
+      readSoFar: () => walker.rows,
+      isDamage: (error) => error instanceof PgCopyFormatError || error instanceof ZstdFormatError,
+    };
+  }
+  const counter = new CsvRecordCounter();
+  return {
+    push: (chunk) => counter.push(chunk),
+    // The first record is the header.
+    end: () => Math.max(0, counter.records - 1),
+    readSoFar: () => counter.records,
+    isDamage: (error) => error instanceof ZstdFormatError,
+  };
 }

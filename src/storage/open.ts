@@ -86,8 +86,8 @@ export async function taskScopeNames(config: Config): Promise<string[]> {
  * Checks, at a server's start, that the storage settings can be used: for
  * a bucket, that its credentials and endpoint are set and well-formed.
  */
-export function checkStorageSettings(config: Config): void {
-  if (config.storage) bucketOf(config, config.storage);
+export async function checkStorageSettings(config: Config): Promise<void> {
+  if (config.storage) await bucketOf(config, config.storage);
 }
 
 /** Where all scopes live, for answers: the data folder, or the `s3://` location. */

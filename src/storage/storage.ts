@@ -80,8 +80,9 @@ export interface BackupStorage {
 
   /**
    * Makes every file committed so far durable, and proves it (a folder
-   * fsync; a HEAD read-back of the manifest object). Called after the
-   * manifest, the set's commit marker, and before anything is truncated.
+   * fsync; in a bucket, a HEAD read-back of every object committed since
+   * the last sync, its size checked). Called after the manifest, the set's
+   * commit marker, and before anything is truncated.
    */
   sync(): Promise<void>;
 

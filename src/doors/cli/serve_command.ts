@@ -23,7 +23,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     ...storageOverrides(flags),
   });
   // Missing credentials stop the start, not every later request.
-  checkStorageSettings(config);
+  await checkStorageSettings(config);
   await serve({
     hostname: flags.host,
     port: flags.port,

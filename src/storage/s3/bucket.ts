@@ -2,7 +2,8 @@
  * One bucket as the S3 backend uses it: a handful of object operations, each
  * failure turned into a sentence (`s3_errors.ts`), and the conditional put
  * (`If-None-Match: *`) that claims a key without ever replacing one. The
- * SDK is used here and in `s3_file.ts`, nowhere else.
+ * SDK is used here, in `multipart.ts` (the streamed upload) and in
+ * `s3_connection.ts` (the client), nowhere else.
  *
  * @module
  */

@@ -24,6 +24,7 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { httpStatus } from "./s3_errors.ts";
 
 /** Bytes per part: S3 allows 10,000 parts, so a file may have up to 78 GiB. */
 export const PART_BYTES = 8 * 1024 * 1024;
@@ -100,15 +101,14 @@ export class MultipartWriter {
    * claim its keys to the moment between the two requests.
    */
   async #refuseIfTaken(): Promise<void> {
-    const status = await this.client.send(
-      new HeadObjectCommand({ Bucket: this.bucket, Key: this.key }),
-    ).then(() => 200, (error) => {
-      if (error?.$metadata?.httpStatusCode === 404) return 404;
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key }));
+    } catch (error) {
+      if (httpStatus(error) === 404) return;
       throw error;
-    });
-    if (status === 200) {
-      throw Object.assign(new Error(`${this.key} exists`), { $metadata: { httpStatusCode: 412 } });
     }
+    // The 412 of a store that honours the condition: s3_file.ts reads both as "taken".
+    throw Object.assign(new Error(`${this.key} exists`), { $metadata: { httpStatusCode: 412 } });
   }
 
   /** Waits for the parts on their way and aborts the upload, freeing its parts. */

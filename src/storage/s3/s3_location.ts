@@ -15,7 +15,7 @@ export interface S3Location {
 
 /** S3's bucket naming rules (lower case, 3–63, no IP address, no `..`). */
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-/** One prefix segment: plain characters, never `.` or `..`. */
+/** The characters of one prefix segment (`isPlainSegment` also refuses `.`, `..`). */
 const SEGMENT = /^[A-Za-z0-9_.=+-]{1,255}$/;
 /** Longest prefix: S3 keys are at most 1024 bytes, and the set's file names need room. */
 const MAX_PREFIX = 512;
@@ -38,12 +38,10 @@ export function parseS3Url(text: string): S3Location | string {
     }, which is not a bucket name: 3 to 63 lower-case letters, digits, dots and hyphens`;
   }
   const segments = rest.split("/").filter((segment) => segment !== "");
-  for (const segment of segments) {
-    if (!SEGMENT.test(segment) || /^\.+$/.test(segment)) {
-      return `storage's prefix ${
-        JSON.stringify(rest.slice(0, 80))
-      } must be folder names of letters, digits and _ . = + - separated by /, without . or .. parts`;
-    }
+  if (!segments.every(isPlainSegment)) {
+    return `storage's prefix ${
+      JSON.stringify(rest.slice(0, 80))
+    } must be folder names of letters, digits and _ . = + - separated by /, without . or .. parts`;
   }
   const prefix = segments.map((segment) => `${segment}/`).join("");
   if (prefix.length > MAX_PREFIX) {
@@ -71,9 +69,14 @@ export function scopePrefix(
     const segments = where.backupPath.split("/").filter((segment) => segment !== "");
     if (
       where.backupPath.startsWith("/") || segments.length === 0 ||
-      segments.some((segment) => !SEGMENT.test(segment) || /^\.+$/.test(segment))
+      !segments.every(isPlainSegment)
     ) return undefined;
     return location.prefix + segments.map((segment) => `${segment}/`).join("");
   }
   return `${location.prefix}${where.taskId ? `${where.taskId}/` : ""}${folderName}/`;
+}
+
+/** One segment of a key prefix: plain characters, and not only dots (`.`, `..`, ...). */
+function isPlainSegment(segment: string): boolean {
+  return SEGMENT.test(segment) && !/^\.+$/.test(segment);
 }
