@@ -172,7 +172,13 @@ const DAMAGES: Damage[] = [
 ];
 
 for (
-  const [format, compression] of [["binary", "none"], ["binary", "zstd"], ["csv", "zstd"]] as const
+  const [format, compression] of [
+    ["binary", "none"],
+    ["binary", "zstd"],
+    ["csv", "zstd"],
+    ["csv", "gzip"],
+    ["binary", "gzip"],
+  ] as const
 ) {
   Deno.test(`a cut, padded or bit-flipped ${format} ${compression} file is named by verify and refused by restore, rows unchanged`, async () => {
     const db = await freshDatabase({ layout: "langchain_postgres", rows: 400, dimensions: 64 });

@@ -28,7 +28,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { CsvRecordCounter } from "../formats/csv.ts";
 import { BackupError } from "../contract/errors.ts";
-import { gunzipStream } from "../formats/gzip.ts";
+import { gunzipStream, GzipFormatError } from "../formats/gzip.ts";
 import type { FileForm } from "../formats/file_form.ts";
 import { PgCopyFormatError, PgCopyWalker } from "../formats/pgcopy.ts";
 import { ZstdFormatError, zstdReadStream } from "../formats/zstd.ts";
@@ -316,8 +316,8 @@ export async function applyRetention(
 /**
  * One listed file of a set as its data (CSV or binary COPY), decompressed;
  * `hash`, when given, hears the bytes as stored. The file must still be the
- * one listed. A zstd file that is cut or damaged fails the stream with a
- * `ZstdFormatError`.
+ * one listed. A zstd or gzip file that is cut or damaged fails the stream
+ * with a `ZstdFormatError` or a `GzipFormatError`.
  */
 export async function openData(
   storage: BackupStorage,
@@ -400,48 +400,26 @@ async function hashAndCount(
 ): Promise<{ sha256: string; rows: number; broken?: string }> {
   const hash = createHash("sha256");
   const data = await openData(storage, listed, hash);
-  const counter = rowCounter(listed.form);
-  let rows: number;
+  // Binary rows are tuples walked to the end-of-data marker; CSV rows are
+  // records after the header.
+  const walker = listed.form.format === "binary" ? new PgCopyWalker() : undefined;
+  const records = new CsvRecordCounter();
   try {
-    for await (const chunk of data) counter.push(chunk);
-    rows = counter.end();
+    for await (const chunk of data) (walker ?? records).push(chunk);
+    walker?.end();
   } catch (error) {
-    if (!counter.isDamage(error)) throw error;
-    return { sha256: hash.digest("hex"), rows: counter.readSoFar(), broken: error.message };
-  }
-  return { sha256: hash.digest("hex"), rows };
-}
-
-/** Counts a file's rows as its bytes go by, by the file's format. */
-interface RowCounter {
-  push(chunk: Uint8Array): void;
-  /** The file's rows, once all its bytes were pushed; throws when it ends mid-row. */
-  end(): number;
-  /** What was counted before a damage was found. */
-  readSoFar(): number;
-  /** Whether `error` is a damage of the file (not a failure to read it). */
-  isDamage(error: unknown): error is Error;
-}
-
-function rowCounter(form: FileForm): RowCounter {
-  if (form.format === "binary") {
-    const walker = new PgCopyWalker();
+    if (!isDamage(error)) throw error;
     return {
-      push: (chunk) => walker.push(chunk),
-      end: () => {
-        walker.end();
-        return walker.rows;
-      },
-      readSoFar: () => walker.rows,
-      isDamage: (error) => error instanceof PgCopyFormatError || error instanceof ZstdFormatError,
+      sha256: hash.digest("hex"),
+      rows: walker?.rows ?? records.records,
+      broken: error.message,
     };
   }
-  const counter = new CsvRecordCounter();
-  return {
-    push: (chunk) => counter.push(chunk),
-    // The first record is the header.
-    end: () => Math.max(0, counter.records - 1),
-    readSoFar: () => counter.records,
-    isDamage: (error) => error instanceof ZstdFormatError,
-  };
+  return { sha256: hash.digest("hex"), rows: walker?.rows ?? Math.max(0, records.records - 1) };
+}
+
+/** Whether `error` says the file is cut, padded or damaged (not that it could not be read). */
+function isDamage(error: unknown): error is Error {
+  return error instanceof PgCopyFormatError || error instanceof ZstdFormatError ||
+    error instanceof GzipFormatError;
 }
