@@ -143,3 +143,31 @@ async function insertRows(
            ${extraValue}
     FROM generate_series(${from}::int, ${to - 1}::int) AS i`;
 }
+
+/**
+ * Drops and creates the tables LangChain.js's PGVectorStore creates (its
+ * default column names: `id` uuid, `text`, `metadata` jsonb; `collection_id`
+ * added later), with two collections and 50 rows of 3 dimensions.
+ */
+export async function createLangchainJsFixture(sql: Sql): Promise<void> {
+  await sql.unsafe(`
+    DROP TABLE IF EXISTS langchain_pg_embedding, langchain_pg_collection;
+    CREATE TABLE langchain_pg_embedding (
+      "id" uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+      "text" text,
+      "metadata" jsonb,
+      "embedding" vector(3));
+    CREATE TABLE langchain_pg_collection (
+      uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+      name character varying,
+      cmetadata jsonb);
+    CREATE INDEX IF NOT EXISTS idx_langchain_pg_collection_name ON langchain_pg_collection(name);
+    ALTER TABLE langchain_pg_embedding ADD COLUMN collection_id uuid;
+    ALTER TABLE langchain_pg_embedding ADD CONSTRAINT langchain_pg_embedding_collection_id_fkey
+      FOREIGN KEY (collection_id) REFERENCES langchain_pg_collection(uuid) ON DELETE CASCADE;
+    INSERT INTO langchain_pg_collection (name, cmetadata) VALUES ('default', '{"a": 1}'), ('其他', NULL);
+    INSERT INTO langchain_pg_embedding (text, metadata, embedding, collection_id)
+      SELECT 'doc ' || i, jsonb_build_object('i', i), ARRAY[i, -i, 0.5]::vector,
+        (SELECT uuid FROM langchain_pg_collection ORDER BY name OFFSET i % 2 LIMIT 1)
+      FROM generate_series(1, 50) AS i`);
+}

@@ -12,12 +12,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createFixture } from "../scripts/fixture.ts";
+import { createFixture, createLangchainJsFixture } from "../scripts/fixture.ts";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { DEFAULT_CONFIG } from "../src/contract/config.ts";
 import { MANIFEST_SCHEMA } from "../src/formats/manifest.ts";
 import type { BackupError } from "../src/contract/errors.ts";
-import { serverTarget, type Sql } from "../src/database/database.ts";
+import { serverTarget } from "../src/database/database.ts";
 import { runRestore } from "../src/engines/restore.ts";
 import type { LayoutName } from "../src/langchain/tables.ts";
 import { LAYOUTS } from "../src/langchain/tables.ts";
@@ -53,34 +53,10 @@ const FORMS: { name: string; args: string[] }[] = [
   { name: "binary, zstd", args: ["--format", "binary", "--compression", "zstd"] },
 ];
 
-/** The tables LangChain.js's PGVectorStore creates (with these column names configured), filled. */
-async function createLangchainJsLayout(sql: Sql): Promise<void> {
-  await sql.unsafe(`
-    DROP TABLE IF EXISTS langchain_pg_embedding, langchain_pg_collection;
-    CREATE TABLE langchain_pg_embedding (
-      "id" uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-      "text" text,
-      "metadata" jsonb,
-      "embedding" vector(3));
-    CREATE TABLE langchain_pg_collection (
-      uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-      name character varying,
-      cmetadata jsonb);
-    CREATE INDEX IF NOT EXISTS idx_langchain_pg_collection_name ON langchain_pg_collection(name);
-    ALTER TABLE langchain_pg_embedding ADD COLUMN collection_id uuid;
-    ALTER TABLE langchain_pg_embedding ADD CONSTRAINT langchain_pg_embedding_collection_id_fkey
-      FOREIGN KEY (collection_id) REFERENCES langchain_pg_collection(uuid) ON DELETE CASCADE;
-    INSERT INTO langchain_pg_collection (name, cmetadata) VALUES ('default', '{"a": 1}'), ('其他', NULL);
-    INSERT INTO langchain_pg_embedding (text, metadata, embedding, collection_id)
-      SELECT 'doc ' || i, jsonb_build_object('i', i), ARRAY[i, -i, 0.5]::vector,
-        (SELECT uuid FROM langchain_pg_collection ORDER BY name OFFSET i % 2 LIMIT 1)
-      FROM generate_series(1, 50) AS i`);
-}
-
 /** A source database in `layout`, with an HNSW index on the embedding. */
 async function sourceDatabase(layout: LayoutName): Promise<TestDatabase> {
   const db = await freshDatabase();
-  if (layout === "langchain_js") await createLangchainJsLayout(db.sql);
+  if (layout === "langchain_js") await createLangchainJsFixture(db.sql);
   else await createFixture(db.sql, { layout, rows: 40, dimensions: 3 });
   await db.sql`CREATE INDEX langchain_pg_embedding_hnsw ON langchain_pg_embedding
     USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`;

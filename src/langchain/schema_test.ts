@@ -380,29 +380,6 @@ async function addVectorIndexes(sql: Sql): Promise<void> {
       USING ivfflat (embedding vector_ip_ops) WITH (lists = 2)`);
 }
 
-/** The layout LangChain.js's PGVectorStore creates (with these column names configured). */
-async function createLangchainJsLayout(sql: Sql): Promise<void> {
-  await sql.unsafe(`
-    CREATE TABLE langchain_pg_embedding (
-      "id" uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-      "document" text,
-      "cmetadata" jsonb,
-      "embedding" vector(3));
-    CREATE TABLE langchain_pg_collection (
-      uuid uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-      name character varying,
-      cmetadata jsonb);
-    CREATE INDEX IF NOT EXISTS idx_langchain_pg_collection_name ON langchain_pg_collection(name);
-    ALTER TABLE langchain_pg_embedding ADD COLUMN collection_id uuid;
-    ALTER TABLE langchain_pg_embedding ADD CONSTRAINT langchain_pg_embedding_collection_id_fkey
-      FOREIGN KEY (collection_id) REFERENCES langchain_pg_collection(uuid) ON DELETE CASCADE;
-    INSERT INTO langchain_pg_collection (name, cmetadata) VALUES ('default', '{"a": 1}'), ('其他', NULL);
-    INSERT INTO langchain_pg_embedding (document, cmetadata, embedding, collection_id)
-      SELECT 'doc ' || i, jsonb_build_object('i', i), ARRAY[i, -i, 0.5]::vector,
-        (SELECT uuid FROM langchain_pg_collection ORDER BY name OFFSET i % 2 LIMIT 1)
-      FROM generate_series(1, 50) AS i`);
-}
-
 /** `pg_dump --schema-only` of the tables, without what differs between any two dumps. */
 async function schemaDump(url: string, tables: string[]): Promise<string> {
   const output = await new Deno.Command("pg_dump", {
@@ -528,7 +505,8 @@ Deno.test({
   ignore: !testUrl,
   async fn() {
     const snapshot = await assertRecreated(async (sql) => {
-      await createLangchainJsLayout(sql);
+      const { createLangchainJsFixture } = await import("../../scripts/fixture.ts");
+      await createLangchainJsFixture(sql);
       await addVectorIndexes(sql);
     }, TABLES);
     const [collection, embedding] = snapshot.tables;
@@ -544,8 +522,8 @@ Deno.test({
       })),
       [
         { name: "id", type: "uuid", not_null: true, value: "gen_random_uuid()" },
-        { name: "document", type: "text", not_null: false, value: null },
-        { name: "cmetadata", type: "jsonb", not_null: false, value: null },
+        { name: "text", type: "text", not_null: false, value: null },
+        { name: "metadata", type: "jsonb", not_null: false, value: null },
         { name: "embedding", type: "public.vector(3)", not_null: false, value: null },
         { name: "collection_id", type: "uuid", not_null: false, value: null },
       ],
